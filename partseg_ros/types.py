@@ -1,0 +1,120 @@
+"""The data model shared by backends, geometry, evaluation and the ROS node.
+
+Plain numpy containers with no ROS imports, so every layer can be used and
+tested without a ROS installation. Conventions: images are HxWx3 uint8 RGB,
+masks are HxW bool at the input resolution, depth is HxW float32 metres with
+NaN where the sensor gave nothing, and 3D quantities follow REP-103 (camera
+optical frame: x right, y down, z forward).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """Pinhole intrinsics of the image the masks and depth live in."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return np.array(
+            [[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]], dtype=np.float64
+        )
+
+    @classmethod
+    def from_matrix(cls, k: np.ndarray, width: int, height: int) -> "CameraIntrinsics":
+        k = np.asarray(k, dtype=np.float64).reshape(3, 3)
+        return cls(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]), int(width), int(height))
+
+    def scaled(self, width: int, height: int) -> "CameraIntrinsics":
+        """Intrinsics of the same camera at another resolution."""
+        sx, sy = width / self.width, height / self.height
+        return CameraIntrinsics(
+            self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, width, height
+        )
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Tight box (x_min, y_min, x_max, y_max), inclusive, of a mask; zeros for an empty mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return (0, 0, 0, 0)
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1]))
+
+
+@dataclass
+class PartInstance:
+    """One grounded part: where it is in the image and what it is."""
+
+    mask: np.ndarray
+    score: float
+    object_label: str
+    part_label: str
+    box: Optional[tuple[int, int, int, int]] = None
+    explanation: str = ""
+
+    def __post_init__(self) -> None:
+        self.mask = np.asarray(self.mask, dtype=bool)
+        if self.mask.ndim != 2:
+            raise ValueError(f"instance mask must be HxW, got shape {self.mask.shape}")
+        if self.box is None:
+            self.box = mask_box(self.mask)
+
+
+@dataclass
+class GroundingRequest:
+    """What a backend is asked: an image, an instruction, and optional 3D context."""
+
+    rgb: np.ndarray
+    instruction: str
+    depth_m: Optional[np.ndarray] = None
+    intrinsics: Optional[CameraIntrinsics] = None
+    object_mask_hint: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        if self.rgb.ndim != 3 or self.rgb.shape[2] != 3 or self.rgb.dtype != np.uint8:
+            raise ValueError(f"rgb must be HxWx3 uint8, got {self.rgb.shape} {self.rgb.dtype}")
+        h, w = self.rgb.shape[:2]
+        if self.depth_m is not None and self.depth_m.shape != (h, w):
+            raise ValueError(f"depth shape {self.depth_m.shape} does not match image {(h, w)}")
+        if self.object_mask_hint is not None and self.object_mask_hint.shape != (h, w):
+            raise ValueError(f"object mask hint shape {self.object_mask_hint.shape} does not match image {(h, w)}")
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.rgb.shape[0], self.rgb.shape[1]
+
+
+@dataclass
+class GroundingResult:
+    """A backend's answer: a possibly empty set of part instances, best first."""
+
+    instances: list[PartInstance]
+    backend: str
+    object_label: str = ""
+    part_label: str = ""
+    explanation: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def no_target(self) -> bool:
+        return len(self.instances) == 0
+
+    def union_mask(self, shape: tuple[int, int]) -> np.ndarray:
+        out = np.zeros(shape, dtype=bool)
+        for inst in self.instances:
+            out |= inst.mask
+        return out

