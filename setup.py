@@ -35,8 +35,9 @@ setup(
         "console_scripts": [
             "partseg_node = partseg_ros.ros.node:main",
             "partseg_bringup = partseg_ros.ros.bringup:main",
-            "partseg_replay = partseg_ros.bags.replay:main",
+            "partseg_replay = partseg_ros.ros.replay:main",
             "partseg_generate_benchmark = partseg_ros.scene.generate:main",
+            "partseg_convert_instructpart = partseg_ros.bags.instructpart_converter:main",
             "partseg_evaluate = partseg_ros.evaluation.cli:main",
         ]
     },

@@ -10,4 +10,6 @@ export RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 100 ))}
 export AMENT_PREFIX_PATH=$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
-exec "$VENV/bin/python" -m pytest test "$@"
+# With arguments, run just those (files, -k ...); without, the whole suite.
+if [ $# -eq 0 ]; then set -- test; fi
+exec "$VENV/bin/python" -m pytest "$@"

@@ -40,6 +40,7 @@ class RayCastFrame:
     part_ids: np.ndarray  # (H, W) uint16
     normals: np.ndarray  # (H, W, 3) float32, camera optical frame, facing the camera
     mesh_index: np.ndarray  # (H, W) int32 index into the mesh list, -1 for no hit
+    shadowed: np.ndarray | None = None  # (H, W) bool, hit points that see no light (only if asked for)
 
     @property
     def hit(self) -> np.ndarray:
@@ -61,8 +62,17 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0,
     return pose
 
 
-def raycast(meshes: list[LabelledMesh], intrinsics: CameraIntrinsics, world_from_camera: np.ndarray) -> RayCastFrame:
-    """Cast one ray per pixel centre through a pinhole camera."""
+def raycast(
+    meshes: list[LabelledMesh],
+    intrinsics: CameraIntrinsics,
+    world_from_camera: np.ndarray,
+    light_direction_world: np.ndarray | None = None,
+) -> RayCastFrame:
+    """Cast one ray per pixel centre through a pinhole camera.
+
+    With ``light_direction_world`` (a vector pointing from the surface towards
+    a distant light) a second ray per hit pixel tells whether it lies in shadow.
+    """
     import open3d as o3d  # heavy; only scene generation and tests need it
 
     scene = o3d.t.geometry.RaycastingScene()
@@ -75,8 +85,13 @@ def raycast(meshes: list[LabelledMesh], intrinsics: CameraIntrinsics, world_from
         geometry_to_mesh[int(gid)] = index
 
     camera_from_world = np.linalg.inv(world_from_camera)
+    # Open3D casts pixel (u, v) through (u + 0.5, v + 0.5); ROS puts the pixel
+    # centre at (u, v). Shift the principal point so both agree.
+    open3d_k = intrinsics.matrix.copy()
+    open3d_k[0, 2] += 0.5
+    open3d_k[1, 2] += 0.5
     rays = scene.create_rays_pinhole(
-        o3d.core.Tensor(intrinsics.matrix),
+        o3d.core.Tensor(open3d_k),
         o3d.core.Tensor(camera_from_world),
         intrinsics.width,
         intrinsics.height,
@@ -109,5 +124,24 @@ def raycast(meshes: list[LabelledMesh], intrinsics: CameraIntrinsics, world_from
     normals[flip] *= -1
     normals[~hit] = 0.0
 
+    shadowed = None
+    if light_direction_world is not None:
+        shadowed = _shadow_rays(scene, rays.numpy(), t_hit, hit, np.asarray(light_direction_world, dtype=np.float64))
+
     depth = np.where(hit, t_hit, np.nan).astype(np.float32)
-    return RayCastFrame(depth, object_ids, part_ids, normals.astype(np.float32), mesh_index)
+    return RayCastFrame(depth, object_ids, part_ids, normals.astype(np.float32), mesh_index, shadowed)
+
+
+def _shadow_rays(scene, rays: np.ndarray, t_hit: np.ndarray, hit: np.ndarray, light: np.ndarray) -> np.ndarray:
+    """Hit pixels whose path towards a distant light is blocked by another triangle."""
+    import open3d as o3d
+
+    light = light / np.linalg.norm(light)
+    origins = rays[..., :3] + rays[..., 3:] * np.where(hit, t_hit, 0.0)[..., None]
+    points = origins[hit] + light * 1e-3  # lift off the surface to avoid self-hits
+    shadow_rays = np.concatenate([points, np.broadcast_to(light, points.shape)], axis=1).astype(np.float32)
+    blocked = np.zeros(hit.shape, dtype=bool)
+    if len(points):
+        t = scene.cast_rays(o3d.core.Tensor(shadow_rays))["t_hit"].numpy()
+        blocked[hit] = np.isfinite(t)
+    return blocked

@@ -1,0 +1,272 @@
+"""The perception node's own cost per 640x480 RGB-D frame, and DDS latency on loopback.
+
+Two measurements:
+
+1. Over DDS (the real thing): the node runs as its own process with the
+   configured backend; this script publishes rendered 640x480 rgb8 + 16UC1
+   frames with camera_info, one at a time (lock-step, so the model never
+   competes with the next frame's decoding), and reads the node's
+   diagnostics: ``overhead`` is everything the node does per frame except the
+   backend forward (decode, checks, pairing, grasp-region projection, message
+   building, publishing); ``transport`` is camera publish -> node callback.
+   The result's way back (node publish -> this process) is measured here.
+2. In process, the same functions the node calls, timed one by one on the
+   same frame and the backend's real answer, to show where the time goes.
+
+Run:  python benchmarks/bench_node_overhead.py [--frames 30] [--backend shapegrasp]
+Target: overhead median <= 5 ms on the development machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from partseg_ros.ros.dds_env import apply_loopback_environment, loopback_environment  # noqa: E402
+
+
+def render_frame(scene: str, view: int, seed: int):
+    from partseg_ros.scene.render import render_study_view
+
+    return render_study_view(scene, view_index=view, seed=seed)
+
+
+def frame_messages(view):
+    from partseg_ros.ros.conversions import array_to_image
+    from sensor_msgs.msg import CameraInfo
+
+    k = view.intrinsics
+    info = CameraInfo(width=k.width, height=k.height, distortion_model="plumb_bob", d=[0.0] * 5)
+    info.k = [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0]
+    info.p = [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    millimetres = np.where(np.isfinite(view.depth_m), np.round(view.depth_m * 1000), 0).astype(np.uint16)
+    return array_to_image(view.rgb, "rgb8"), array_to_image(millimetres, "16UC1"), info
+
+
+def over_dds(args, view, instruction: str, visuals: bool) -> dict[str, float]:
+    """Lock-step frames through a node process; with ``visuals`` also listen to mask, debug image, markers."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header, String
+
+    from partseg.msg import PartSegmentation
+    from partseg_ros.ros.node import diagnostics_to_dict
+
+    log = tempfile.NamedTemporaryFile("w+", prefix="partseg_bench_", suffix=".log", delete=False)
+    node = subprocess.Popen(
+        [sys.executable, "-m", "partseg_ros.ros.node", "--ros-args", "--params-file",
+         str(ROOT / "config" / "partseg.yaml"), "-p", "autostart:=true", "-p", f"backend:={args.backend}",
+         "-p", "device:=cpu", "-p", "diagnostics.period_s:=0.5"],
+        env=loopback_environment(base=os.environ), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+    rclpy.init()
+    probe = rclpy.create_node("partseg_bench_probe")
+    results: dict = {}
+    back_ms: list[float] = []
+    diagnostics: list[dict] = []
+
+    def on_result(msg: PartSegmentation) -> None:
+        arrival = probe.get_clock().now().nanoseconds
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        back_ms.append((arrival - stamp) / 1e6 - msg.latency_ms)
+        results[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    probe.create_subscription(PartSegmentation, "/partseg/segmentation", on_result, reliable)
+    # A planner listens to the results; RViz adds the views for people, which the node only builds
+    # when someone listens.
+    from partseg.msg import GraspRegionArray
+    from visualization_msgs.msg import MarkerArray
+
+    received = {"grasp_regions": 0, "mask": 0, "debug_image": 0, "markers": 0}
+
+    def count(key):
+        def callback(_msg) -> None:
+            received[key] += 1
+        return callback
+
+    outputs = [("grasp_regions", GraspRegionArray)]
+    if visuals:
+        outputs += [("mask", Image), ("debug_image", Image), ("markers", MarkerArray)]
+    for key, msg_type in outputs:
+        probe.create_subscription(msg_type, f"/partseg/{key}", count(key), reliable)
+    probe.create_subscription(DiagnosticArray, "/diagnostics",
+                              lambda m: diagnostics.append(diagnostics_to_dict(m) or {}), reliable)
+    ns = "/camera/camera"
+    color_pub = probe.create_publisher(Image, f"{ns}/color/image_raw", qos_profile_sensor_data)
+    depth_pub = probe.create_publisher(Image, f"{ns}/aligned_depth_to_color/image_raw", qos_profile_sensor_data)
+    info_pub = probe.create_publisher(CameraInfo, f"{ns}/color/camera_info", qos_profile_sensor_data)
+    instruction_pub = probe.create_publisher(String, "/partseg/instruction", QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    executor = SingleThreadedExecutor()
+    executor.add_node(probe)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        deadline = time.monotonic() + 180
+        while (color_pub.get_subscription_count() == 0 or probe.count_publishers("/partseg/markers") == 0
+               or any(p.get_subscription_count() == 0 for p in (depth_pub, info_pub, instruction_pub))):
+            if time.monotonic() > deadline or node.poll() is not None:
+                raise RuntimeError("node did not come up:\n" + Path(log.name).read_text()[-3000:])
+            time.sleep(0.1)
+        instruction_pub.publish(String(data=instruction))
+        time.sleep(0.5)
+        color, depth, info = frame_messages(view)
+        sent = answered = 0
+        for index in range(args.frames + 1):  # frame 0 warms up and may race the first camera_info
+            header = Header(stamp=probe.get_clock().now().to_msg(), frame_id="camera_color_optical_frame")
+            color.header = depth.header = info.header = header
+            info_pub.publish(info)
+            depth_pub.publish(depth)
+            color_pub.publish(color)
+            sent += 1
+            key = (header.stamp.sec, header.stamp.nanosec)
+            wait_until = time.monotonic() + 30
+            while key not in results and time.monotonic() < wait_until:
+                time.sleep(0.002)
+            answered += key in results
+            time.sleep(0.05)  # let the node go idle between frames
+        count = len(diagnostics)
+        while len(diagnostics) < count + 2:
+            time.sleep(0.05)
+        values = diagnostics[-1]
+    finally:
+        executor.shutdown()
+        spinner.join(timeout=5)
+        probe.destroy_node()
+        rclpy.shutdown()
+        node.send_signal(signal.SIGINT)
+        node.wait(timeout=30)
+        os.unlink(log.name)
+    figures = {k: float(v) for k, v in values.items() if k.endswith("_ms")}
+    figures["result_back_p50_ms"] = float(np.percentile(back_ms[1:], 50))
+    figures["result_back_p95_ms"] = float(np.percentile(back_ms[1:], 95))
+    figures["frames_sent"], figures["frames_answered"] = sent, answered
+    figures["outputs_received"] = dict(received)
+    return figures
+
+
+def in_process(args, view, instruction: str, repeats: int = 30) -> dict[str, float]:
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from partseg_ros.backends.registry import create_backend
+    from partseg_ros.geometry.grasp_region import compute_grasp_region
+    from partseg_ros.ros import messages
+    from partseg_ros.ros.conversions import array_to_image, mask_to_image
+    from partseg_ros.ros.overlay import debug_overlay
+    from partseg_ros.ros.sync import ApproximateTimeSync
+    from partseg_ros.ros.validation import InputLimits, decode_frame
+    from partseg_ros.types import GroundingRequest
+
+    color, depth, info = frame_messages(view)
+    decoded = decode_frame(color, depth, info, InputLimits())
+    backend = create_backend(args.backend, device="cpu")
+    backend.load()
+    result = backend.ground(GroundingRequest(decoded.rgb, instruction, decoded.depth_m, decoded.intrinsics))
+    header = Header(frame_id="camera_color_optical_frame")
+    region = None
+
+    def pairing():
+        sync = ApproximateTimeSync(["color", "camera_info", "depth"], 15_000_000, 10)
+        for stream, msg in (("camera_info", info), ("depth", depth), ("color", color)):
+            sync.add(stream, 1_000, msg)
+
+    def grasp():
+        nonlocal region
+        region = [compute_grasp_region(i.mask, decoded.depth_m, decoded.camera, rgb=decoded.rgb)
+                  for i in result.instances]
+
+    stages = {
+        "decode + checks": lambda: decode_frame(color, depth, info, InputLimits()),
+        "pairing": pairing,
+        "grasp region geometry": grasp,
+    }
+    grasp()
+    seg = messages.segmentation_msg(result, header, instruction)
+    regions = messages.grasp_region_array_msg(
+        header, instruction, [messages.grasp_region_msg(r, header, i, "o", "p") for i, r in enumerate(region)])
+    overlay = debug_overlay(decoded.rgb, result.instances)
+    stages.update({
+        "result messages": lambda: (messages.segmentation_msg(result, header, instruction), [
+            messages.grasp_region_msg(r, header, i, "o", "p") for i, r in enumerate(region)]),
+        "union mask image": lambda: mask_to_image(result.union_mask(decoded.rgb.shape[:2]), header),
+        "debug overlay image": lambda: array_to_image(debug_overlay(decoded.rgb, result.instances), "rgb8", header),
+        "markers": lambda: messages.markers_msg(regions),
+        "serialisation (publish)": lambda: [serialize_message(m) for m in (
+            seg, regions, array_to_image(overlay, "rgb8", header), messages.markers_msg(regions))],
+    })
+    out = {}
+    for name, stage in stages.items():
+        stage()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            stage()
+            times.append((time.perf_counter() - start) * 1e3)
+        out[name] = float(np.median(times))
+    out["mask pixels"] = int(sum(i.mask.sum() for i in result.instances))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--backend", default="shapegrasp")
+    parser.add_argument("--scene", default="kitchen")
+    parser.add_argument("--view", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--task", type=int, default=1, help="index of the scene's study task to ask")
+    parser.add_argument("--skip-dds", action="store_true")
+    args = parser.parse_args()
+    apply_loopback_environment(int(os.environ.get("ROS_DOMAIN_ID", np.random.default_rng().integers(100, 200))))
+
+    view = render_frame(args.scene, args.view, args.seed)
+    instruction = view.tasks[args.task].instruction
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPUs, load average {load} (figures scale with contention)")
+    print(f"frame: {args.scene} view {args.view} seed {args.seed}, 640x480 rgb8 + 16UC1, "
+          f"instruction {instruction!r}, backend {args.backend}")
+    stages = in_process(args, view, instruction)
+    print(f"\nin process, median of 30 (mask of {stages.pop('mask pixels')} px):")
+    for name, ms in stages.items():
+        print(f"  {name:28s} {ms:7.2f} ms")
+    print(f"  {'sum':28s} {sum(stages.values()):7.2f} ms")
+    if args.skip_dds:
+        return 0
+    for visuals, title in ((False, "a planner listening to segmentation + grasp_regions"),
+                           (True, "plus RViz: mask, debug_image and markers too")):
+        figures = over_dds(args, view, instruction, visuals)
+        print(f"\nover DDS on loopback, node as its own process, {title} "
+              f"({figures['frames_answered']}/{figures['frames_sent']} frames answered):")
+        print(f"  outputs received: {figures['outputs_received']}")
+        print(f"  node overhead per frame (all but the backend forward): "
+              f"p50 {figures['overhead_p50_ms']:.2f} ms, p95 {figures['overhead_p95_ms']:.2f} ms  (target p50 <= 5 ms)")
+        stages = {k[len("stage."):-len("_p50_ms")]: v for k, v in figures.items() if k.startswith("stage.")}
+        print("    of which (p50): " + ", ".join(f"{name} {ms:.2f} ms" for name, ms in stages.items()))
+        print(f"  DDS camera -> node (publish -> callback):  p50 {figures['transport_p50_ms']:.2f} ms, "
+              f"p95 {figures['transport_p95_ms']:.2f} ms")
+        print(f"  DDS node -> planner (result publish -> receive): p50 {figures['result_back_p50_ms']:.2f} ms, "
+              f"p95 {figures['result_back_p95_ms']:.2f} ms")
+        print(f"  backend forward p50 {figures['inference_p50_ms']:.1f} ms; stamp -> result published "
+              f"p50 {figures['latency_p50_ms']:.1f} ms, p95 {figures['latency_p95_ms']:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

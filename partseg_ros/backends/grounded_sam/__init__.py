@@ -1,0 +1,1 @@
+"""Zero-shot Grounded-SAM: instruction phrases -> open-vocabulary detector boxes -> SAM masks."""

@@ -1,0 +1,153 @@
+"""Training data for PISA: InstructPart's layout and partseg's benchmark bags as one Dataset.
+
+InstructPart stores a JSON list of ``{image_path, part_list: [{object, part,
+affordance, action, instruction: [6 strings]}]}`` with one mask per
+(image, object, part) named ``{image_stem}-{object}-{part}.png`` (spaces as
+underscores). Every (image, part, instruction) triple is one sample, so the
+six phrasings of a task (human, GPT-rewritten, part queries) all train.
+Benchmark bags come through ``partseg_ros.bags.reader.read_benchmark``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+from torch.utils.data import ConcatDataset, Dataset
+
+
+@dataclass
+class PartSample:
+    """One supervised example: image, instruction, target part mask (HxW bool, same size as the image)."""
+
+    rgb: np.ndarray
+    instruction: str
+    mask: np.ndarray
+    object_label: str = ""
+    part_label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
+            raise ValueError(f"rgb must be HxWx3, got {self.rgb.shape}")
+        if self.mask.shape != self.rgb.shape[:2]:
+            raise ValueError(f"mask {self.mask.shape} does not match image {self.rgb.shape[:2]}")
+        self.rgb = np.ascontiguousarray(self.rgb, dtype=np.uint8)
+        self.mask = np.asarray(self.mask, dtype=bool)
+
+
+def instructpart_mask_name(image_path: str, object_name: str, part_name: str) -> str:
+    """InstructPart's mask file name for one (image, object, part)."""
+    stem = Path(image_path).stem
+    return f"{stem}-{object_name.replace(' ', '_')}-{part_name.replace(' ', '_')}.png"
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def _load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        mask = np.asarray(img.convert("L")) > 0
+    if mask.shape != shape:
+        raise ValueError(f"mask {path} has shape {mask.shape}, its image has {shape}")
+    return mask
+
+
+class InstructPartDataset(Dataset):
+    """Samples from an InstructPart-layout annotation file; images and masks load lazily."""
+
+    def __init__(
+        self,
+        annotation_file: str | Path,
+        image_dir: Optional[str | Path] = None,
+        mask_dir: Optional[str | Path] = None,
+        instruction_indices: Optional[Sequence[int]] = None,
+    ) -> None:
+        self.annotation_file = Path(annotation_file)
+        root = self.annotation_file.parent
+        self.image_dir = Path(image_dir) if image_dir else root / "images"
+        self.mask_dir = Path(mask_dir) if mask_dir else root / "masks"
+        entries = json.loads(self.annotation_file.read_text())
+        if not isinstance(entries, list):
+            raise ValueError(f"{self.annotation_file}: expected a JSON list of image entries")
+        self.items: list[tuple[str, str, str, str]] = []  # image_path, object, part, instruction
+        for entry in entries:
+            for part in entry["part_list"]:
+                texts = part["instruction"]
+                if isinstance(texts, str):
+                    texts = [texts]
+                chosen = range(len(texts)) if instruction_indices is None else [i for i in instruction_indices if i < len(texts)]
+                for i in chosen:
+                    text = " ".join(texts[i].split())
+                    if text:
+                        self.items.append((entry["image_path"], part["object"], part["part"], text))
+        missing = [
+            p for p in {(self.image_dir / i[0]) for i in self.items} | {self.mask_dir / instructpart_mask_name(*i[:3]) for i in self.items}
+            if not p.is_file()
+        ]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} files named by {self.annotation_file} are missing, e.g. {sorted(missing)[:3]}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> PartSample:
+        image_path, obj, part, text = self.items[index]
+        rgb = _load_rgb(self.image_dir / image_path)
+        mask = _load_mask(self.mask_dir / instructpart_mask_name(image_path, obj, part), rgb.shape[:2])
+        return PartSample(rgb, text, mask, obj, part)
+
+
+class BenchmarkBagDataset(Dataset):
+    """Samples from a partseg benchmark bag (rgb, instruction, target part mask), read once into memory."""
+
+    def __init__(self, bag_path: str | Path) -> None:
+        from partseg_ros.bags.reader import read_benchmark
+
+        self.bag_path = Path(bag_path)
+        samples = (_sample_from_bag(s) for s in read_benchmark(self.bag_path))
+        self.samples: list[PartSample] = [s for s in samples if s is not None]
+        if not self.samples:
+            raise ValueError(f"{self.bag_path} holds no task with an instruction")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> PartSample:
+        return self.samples[index]
+
+
+def _sample_from_bag(sample) -> Optional[PartSample]:
+    """A ``partseg_ros.bags.reader.BenchmarkSample`` as a training pair.
+
+    Tasks without a target keep their all-False mask: learning to answer
+    "nothing" on them is part of the benchmark.
+    """
+    task = sample.task
+    if not task.instruction:
+        return None
+    obj = task.target_object.split("|")[0]
+    return PartSample(np.asarray(sample.rgb), task.instruction, np.asarray(task.target_part_mask, dtype=bool),
+                      obj, task.target_part)
+
+
+def build_dataset(sources: Iterable[str | Path], instruction_indices: Optional[Sequence[int]] = None) -> Dataset:
+    """One Dataset over InstructPart annotation files (``*.json``) and benchmark bags (anything else)."""
+    parts: list[Dataset] = []
+    for source in sources:
+        path = Path(source)
+        if path.suffix == ".json":
+            parts.append(InstructPartDataset(path, instruction_indices=instruction_indices))
+        else:
+            parts.append(BenchmarkBagDataset(path))
+    if not parts:
+        raise ValueError("no training data given")
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)

@@ -1,0 +1,1 @@
+"""ShapeGrasp-style geometric part grounding (the default, weight-free backend)."""

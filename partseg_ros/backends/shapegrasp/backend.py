@@ -1,0 +1,291 @@
+"""The default backend: geometric parts from RGB-D plus an instruction reasoner.
+
+No learned vision weights: the table is found and removed, objects are the
+clusters left on it, each object is cut into simple parts (shape, position,
+size, colour), the instruction is resolved against the written knowledge base
+(partseg_ros.language), and the knowledge base's part signatures say which
+geometric piece is the part the task needs. Every result carries the chain of
+reasons that produced it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+import numpy as np
+from scipy import ndimage
+
+from partseg_ros.backends.base import PartGroundingBackend
+from partseg_ros.backends.shapegrasp.decomposition import (
+    Decomposition,
+    DecompositionConfig,
+    ambiguous_posture,
+    decompose,
+)
+from partseg_ros.backends.shapegrasp.matching import ObjectFit, range_fit, colour_fit, object_fit, score_part
+from partseg_ros.backends.shapegrasp.segmentation import (
+    ObjectCluster,
+    SegmentationConfig,
+    cluster_from_mask,
+    segment_objects,
+)
+from partseg_ros.backends.shapegrasp.table import TablePlane, backproject, fit_table_plane
+from partseg_ros.language.knowledge_base import load_knowledge_base
+from partseg_ros.language.llm_hook import load_hook
+from partseg_ros.language.reasoner import Candidate, InstructionResolution, PartReasoner
+from partseg_ros.types import CameraIntrinsics, GroundingRequest, GroundingResult, PartInstance
+
+
+def _subsample(request: GroundingRequest, stride: int) -> tuple[np.ndarray, np.ndarray, CameraIntrinsics]:
+    """Every stride-th pixel, with the intrinsics of that pixel grid (pixel (i, j) is full-res (s*i, s*j))."""
+    k = request.intrinsics
+    depth = request.depth_m[::stride, ::stride]
+    rgb = request.rgb[::stride, ::stride]
+    scaled = CameraIntrinsics(k.fx / stride, k.fy / stride, k.cx / stride, k.cy / stride, depth.shape[1], depth.shape[0])
+    return depth, rgb, scaled
+
+
+def _to_full_resolution(mask: np.ndarray, request: GroundingRequest, plane: TablePlane, stride: int) -> np.ndarray:
+    """Nearest-neighbour upsampling, then full-resolution pixels that lie on the table plane are dropped."""
+    h, w = request.image_size
+    if stride == 1:
+        return mask
+    full = np.repeat(np.repeat(mask, stride, axis=0), stride, axis=1)[:h, :w]
+    if full.shape != (h, w):
+        full = np.pad(full, ((0, h - full.shape[0]), (0, w - full.shape[1])))
+    rows, cols = np.nonzero(full)
+    z = request.depth_m[rows, cols]
+    k = request.intrinsics
+    points = np.stack([(cols - k.cx) / k.fx * z, (rows - k.cy) / k.fy * z, z], axis=1)
+    with np.errstate(invalid="ignore"):
+        on_table = np.isfinite(z) & (plane.height(points) < 0.003)
+    full[rows[on_table], cols[on_table]] = False
+    return full
+
+
+def _softmax_share(score: float, rivals: list[float], sharpness: float = 8.0) -> float:
+    """Share of a fit among itself and its rivals' fits (soft arg-max)."""
+    values = np.array([score] + list(rivals)) * sharpness
+    values = np.exp(values - values.max())
+    return float(values[0] / values.sum())
+
+
+class ShapeGraspBackend(PartGroundingBackend):
+    """Options: ``knowledge_base`` (YAML path), ``language_model`` ("module:function" or a local
+    OpenAI-compatible URL), ``language_model_options`` (dict), ``use_embeddings`` (bool, default
+    True), ``min_object_fit`` (below it the requested object counts as absent), ``min_colour_share``
+    (a requested colour must cover at least this share of the object)."""
+
+    name = "shapegrasp"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.reasoner: Optional[PartReasoner] = None
+        self.segmentation_config = SegmentationConfig(**options.get("segmentation", {}))
+        self.decomposition_config = DecompositionConfig(**options.get("decomposition", {}))
+        self.min_object_fit = float(options.get("min_object_fit", 0.3))
+        self.min_colour_share = float(options.get("min_colour_share", 0.05))
+
+    def _load(self) -> None:
+        kb = load_knowledge_base(self.options.get("knowledge_base"))
+        hook = load_hook(self.options.get("language_model"), **self.options.get("language_model_options", {}))
+        embedder: object = None
+        if self.options.get("use_embeddings", True):
+            from partseg_ros.language.embeddings import shared_embedder
+
+            embedder = shared_embedder()
+            embedder.load()
+        self.reasoner = PartReasoner(kb, embedder=embedder, language_model=hook)
+
+    def warmup(self) -> None:
+        self.load()
+        self.reasoner.prepare()
+        self.reasoner.resolve("pick up the mug")
+
+    # ------------------------------------------------------------------ main
+
+    def _ground(self, request: GroundingRequest) -> GroundingResult:
+        if request.depth_m is None or request.intrinsics is None:
+            raise ValueError("the shapegrasp backend needs depth_m and intrinsics (it finds objects in 3D)")
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = (now - clock) * 1000.0
+            clock = now
+
+        resolution = self.reasoner.resolve(request.instruction)
+        lap("language")
+        # Geometry runs on every stride-th pixel (4x fewer points at stride 2); masks come back at full size.
+        stride = max(1, int(self.options.get("stride", 2)))
+        depth, rgb, intrinsics = _subsample(request, stride)
+        points = backproject(depth, intrinsics)
+        plane = fit_table_plane(points)
+        lap("table")
+        if plane is None:
+            return self._empty(resolution, "no table plane found in the depth image", timings)
+        if request.object_mask_hint is not None:
+            hint = request.object_mask_hint.astype(bool)[::stride, ::stride]
+            cluster = cluster_from_mask(hint, points, rgb, plane)
+            clusters = [cluster] if cluster is not None else []
+        else:
+            clusters = segment_objects(points, rgb, plane, self.segmentation_config)
+        lap("objects")
+        if not clusters:
+            return self._empty(resolution, "no object found on the table", timings)
+        # Each object is read in its likely posture, and in the other one too when the shape is ambiguous.
+        readings = []
+        for cluster in clusters:
+            first = decompose(cluster, self.decomposition_config)
+            options = [first]
+            if ambiguous_posture(cluster, self.decomposition_config):
+                other = "lying" if first.posture == "upright" else "upright"
+                options.append(decompose(cluster, self.decomposition_config, posture=other))
+            readings.append(options)
+        lap("parts")
+
+        choice = self._choose_object(resolution, clusters, readings, oracle=request.object_mask_hint is not None)
+        if choice is None:
+            return self._empty(resolution, f"no object in view fits '{resolution.object_phrase or resolution.kb_object}'", timings)
+        cluster, decomposition, candidate, fit, object_reasons, score = choice
+        part_indices, part_reasons = self._choose_part(candidate, fit, decomposition)
+        mask = self._part_mask(cluster, decomposition, part_indices, depth.shape)
+        mask = _to_full_resolution(mask, request, plane, stride)
+        if request.object_mask_hint is not None:
+            mask &= request.object_mask_hint.astype(bool)
+        lap("grounding")
+
+        reasons = list(resolution.reasons) + object_reasons + part_reasons
+        reasons.append("geometry: " + decomposition.describe())
+        explanation = "; ".join(reasons)
+        instance = PartInstance(
+            mask=mask,
+            score=float(np.clip(score, 0.0, 1.0)),
+            object_label=candidate.object_name,
+            part_label=candidate.part_name,
+            explanation=explanation,
+        )
+        return GroundingResult(
+            instances=[instance] if mask.any() else [],
+            backend=self.name,
+            object_label=candidate.object_name,
+            part_label=candidate.part_name,
+            explanation=explanation,
+            timings_ms=timings,
+        )
+
+    # ------------------------------------------------------------------ steps
+
+    def _candidates(self, resolution: InstructionResolution) -> list[Candidate]:
+        if resolution.candidates:
+            return resolution.candidates
+        kb = self.reasoner.kb
+        return [Candidate(name, self.reasoner.part_for_object(resolution, name), 0.5) for name in kb.objects]
+
+    def _choose_object(self, resolution: InstructionResolution, clusters: list[ObjectCluster],
+                       readings: list[list[Decomposition]], oracle: bool):
+        """Best (cluster, candidate) by prior x recognition x colour agreement; None when nothing fits.
+
+        Recognition mixes the absolute fit of the cluster to the requested
+        object with how much better it fits that object than the other
+        tabletop objects of the knowledge base (so a book does not pass for a
+        dish brush just because both are the right size).
+        """
+        colours = list(resolution.object_attributes.get("colours") or [])
+        kb = self.reasoner.kb
+        best = None
+        candidates = self._candidates(resolution)
+        for cluster, options in zip(clusters, readings):
+            colour = colour_fit(colours, cluster.colour_hist)
+            fits: dict[str, tuple[ObjectFit, Decomposition]] = {}
+            for candidate in candidates:
+                fit, decomposition = max(
+                    ((object_fit(kb.objects[candidate.object_name], d), d) for d in options), key=lambda t: t[0].score
+                )
+                fits[candidate.object_name] = (fit, decomposition)
+            rivals = self._rival_scores(options, exclude=set(fits))
+            for candidate in candidates:
+                fit, decomposition = fits[candidate.object_name]
+                posterior = _softmax_share(fit.score, rivals)
+                recognition = 0.5 * fit.score + 0.5 * posterior
+                colour_term = 1.0 if not colours else 0.3 + 0.7 * colour
+                score = recognition * (0.5 + 0.5 * candidate.score) * colour_term
+                if best is None or score > best[-1]:
+                    best = (cluster, decomposition, candidate, fit, colour, posterior, score)
+        if best is None:
+            return None
+        cluster, decomposition, candidate, fit, colour, posterior, score = best
+        if not oracle:
+            if fit.score < self.min_object_fit:
+                return None
+            if colours and colour < self.min_colour_share:
+                return None
+        reasons = [f"object {cluster.index} chosen as the {candidate.object_name} "
+                   f"(fit {fit.score:.2f}, {posterior:.0%} against other objects)"]
+        reasons += fit.reasons
+        if colours:
+            reasons.append(f"{' and '.join(colours)} covers {colour:.0%} of it")
+        return cluster, decomposition, candidate, fit, reasons, score
+
+    def _rival_scores(self, options: list[Decomposition], exclude: set[str], keep: int = 5) -> list[float]:
+        """Fits of the best other tabletop objects: the cheap size/posture test picks them, the full fit scores them."""
+        kb = self.reasoner.kb
+        longest = max(d.longest_m for d in options)
+        rough = []
+        for entry in kb.objects.values():
+            if entry.name in exclude or entry.size_m[0] > 0.5:
+                continue
+            size = range_fit(longest, *entry.size_m)
+            posture = 1.0 if entry.posture == "any" or any(d.posture == entry.posture for d in options) else 0.4
+            rough.append((size + posture, entry))
+        rough.sort(key=lambda t: -t[0])
+        return [object_fit(entry, options[0]).score for _, entry in rough[:keep]]
+
+    def _choose_part(self, candidate: Candidate, fit: ObjectFit, decomposition: Decomposition) -> tuple[list[int], list[str]]:
+        entry = self.reasoner.kb.objects[candidate.object_name]
+        target = entry.part(candidate.part_name)
+        indices = list(fit.assignment.parts_for.get(candidate.part_name, []))
+        if not indices and decomposition.parts:
+            # No piece was assigned to this part (too few pieces): take the piece that fits it best.
+            scores = [score_part(target, g, decomposition.parts).score for g in decomposition.parts]
+            indices = [decomposition.parts[int(np.argmax(scores))].index]
+        reasons = []
+        for index in indices:
+            why = fit.assignment.scores.get((candidate.part_name, index))
+            detail = ", ".join(why.reasons) if why and why.reasons else "best remaining piece"
+            reasons.append(f"piece {index} is the {candidate.part_name}: {detail}")
+        if len(decomposition.parts) == 1:
+            reasons.append("the object did not split into pieces: the whole object is used")
+        return indices, reasons
+
+    @staticmethod
+    def _part_mask(cluster: ObjectCluster, decomposition: Decomposition, indices: list[int],
+                   size: tuple[int, int]) -> np.ndarray:
+        """Mask of the chosen pieces; object pixels without depth join the nearest piece."""
+        rows = slice(max(int(cluster.pixels[:, 0].min()) - 2, 0), int(cluster.pixels[:, 0].max()) + 3)
+        cols = slice(max(int(cluster.pixels[:, 1].min()) - 2, 0), int(cluster.pixels[:, 1].max()) + 3)
+        labels = np.full(size, -1, dtype=np.int32)
+        for part in decomposition.parts:
+            px = cluster.pixels[part.point_idx]
+            labels[px[:, 0], px[:, 1]] = part.index
+        window = labels[rows, cols]
+        # Holes in the object (missing depth) belong to it: close small gaps, then fill enclosed ones.
+        object_window = ndimage.binary_fill_holes(
+            ndimage.binary_closing(cluster.mask[rows, cols] | (window >= 0), structure=np.ones((3, 3), bool))
+        )
+        if (object_window & (window < 0)).any() and (window >= 0).any():
+            _, (ri, ci) = ndimage.distance_transform_edt(window < 0, return_indices=True)
+            window = np.where(object_window, window[ri, ci], -1)
+        mask = np.zeros(size, dtype=bool)
+        mask[rows, cols] = np.isin(window, indices)
+        return mask
+
+    def _empty(self, resolution: InstructionResolution, why: str, timings: dict[str, float]) -> GroundingResult:
+        explanation = "; ".join(list(resolution.reasons) + [why])
+        return GroundingResult(
+            instances=[], backend=self.name, object_label=resolution.kb_object, part_label=resolution.part_name,
+            explanation=explanation, timings_ms=timings,
+        )

@@ -1,0 +1,122 @@
+"""Back-projection and the supporting table plane.
+
+Objects are found relative to the table: the plane is fitted by vectorised
+RANSAC (all hypotheses scored in one matrix product), refined by least
+squares on its inliers, and oriented so its normal points at the camera side
+(up). Heights above that plane and a table-aligned frame (z up) are what the
+segmentation and the part decomposition work in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from partseg_ros.types import CameraIntrinsics
+
+
+def backproject(depth_m: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:
+    """HxWx3 points in the camera optical frame (NaN where depth is missing)."""
+    h, w = depth_m.shape
+    u = (np.arange(w, dtype=np.float32) - intrinsics.cx) / intrinsics.fx
+    v = (np.arange(h, dtype=np.float32) - intrinsics.cy) / intrinsics.fy
+    z = depth_m.astype(np.float32)
+    return np.stack([u[None, :] * z, v[:, None] * z, z], axis=-1)
+
+
+@dataclass
+class TablePlane:
+    """n . p + d = 0 with n pointing up (towards the camera side); plus a table-aligned frame."""
+
+    normal: np.ndarray  # (3,)
+    offset: float
+    inlier_fraction: float
+    origin: np.ndarray  # a point on the plane (centroid of inliers)
+    axes: np.ndarray  # 3x3 rows: table x, table y, up (camera frame)
+
+    def height(self, points: np.ndarray) -> np.ndarray:
+        """Signed height above the plane, metres."""
+        return points @ self.normal + self.offset
+
+    def to_table_frame(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) camera points -> table frame (x, y on the table, z height)."""
+        return (points - self.origin) @ self.axes.T
+
+
+def _plane_frame(normal: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    # Table x follows the camera's x axis projected onto the table, so images and table frames agree roughly.
+    x = np.array([1.0, 0.0, 0.0]) - normal * normal[0]
+    if np.linalg.norm(x) < 1e-6:
+        x = np.array([0.0, 0.0, 1.0]) - normal * normal[2]
+    x /= np.linalg.norm(x)
+    y = np.cross(normal, x)
+    return np.stack([x, y, normal])
+
+
+def fit_table_plane(
+    points: np.ndarray,
+    valid: Optional[np.ndarray] = None,
+    inlier_threshold_m: float = 0.006,
+    hypotheses: int = 128,
+    sample_size: int = 4000,
+    max_tilt_deg: float = 75.0,
+    rng: Optional[np.random.Generator] = None,
+) -> Optional[TablePlane]:
+    """Dominant plane facing the camera; None if there are too few points.
+
+    ``max_tilt_deg`` rejects walls: the table normal must not be more than that
+    from the direction back to the camera, as a camera looking at a table
+    sees its top, never edge-on.
+    """
+    rng = rng or np.random.default_rng(0)
+    flat = points.reshape(-1, 3)
+    mask = np.isfinite(flat[:, 2]) if valid is None else (valid.reshape(-1) & np.isfinite(flat[:, 2]))
+    candidates = flat[mask]
+    if len(candidates) < 50:
+        return None
+    sample = candidates[rng.choice(len(candidates), size=min(sample_size, len(candidates)), replace=False)]
+
+    # All hypotheses at once: (H, 3) triples -> normals -> inlier counts on the sample.
+    idx = rng.integers(0, len(sample), size=(hypotheses, 3))
+    a, b, c = sample[idx[:, 0]], sample[idx[:, 1]], sample[idx[:, 2]]
+    normals = np.cross(b - a, c - a)
+    norms = np.linalg.norm(normals, axis=1)
+    good = norms > 1e-9
+    normals = normals[good] / norms[good, None]
+    a = a[good]
+    centroid_dir = -sample.mean(axis=0)
+    centroid_dir /= np.linalg.norm(centroid_dir)
+    flip = normals @ centroid_dir < 0  # orient towards the camera (origin)
+    normals[flip] *= -1
+    tilt_ok = normals @ centroid_dir > np.cos(np.deg2rad(max_tilt_deg))
+    if not tilt_ok.any():
+        return None
+    normals, a = normals[tilt_ok], a[tilt_ok]
+    offsets = -np.sum(normals * a, axis=1)
+    distances = np.abs(sample @ normals.T + offsets[None, :])
+    counts = (distances < inlier_threshold_m).sum(axis=0)
+    best = int(np.argmax(counts))
+    normal, offset = normals[best], offsets[best]
+
+    # Least-squares refinement on all inliers (two rounds, the second with a tighter band).
+    for threshold in (inlier_threshold_m * 1.5, inlier_threshold_m):
+        inliers = candidates[np.abs(candidates @ normal + offset) < threshold]
+        if len(inliers) < 10:
+            break
+        centre = inliers.mean(axis=0)
+        _, _, vt = np.linalg.svd(inliers[:: max(1, len(inliers) // 20000)] - centre, full_matrices=False)
+        refined = vt[2]
+        if refined @ normal < 0:
+            refined = -refined
+        normal, offset = refined, -float(refined @ centre)
+    inlier_mask = np.abs(candidates @ normal + offset) < inlier_threshold_m
+    origin = candidates[inlier_mask].mean(axis=0) if inlier_mask.any() else -normal * offset
+    return TablePlane(
+        normal=normal.astype(np.float64),
+        offset=float(offset),
+        inlier_fraction=float(inlier_mask.mean()),
+        origin=origin.astype(np.float64),
+        axes=_plane_frame(normal.astype(np.float64), origin),
+    )

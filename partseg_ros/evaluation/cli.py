@@ -1,0 +1,200 @@
+"""partseg_evaluate: score a backend on benchmark bags and write the report.
+
+partseg_evaluate BAG_OR_DIR [...] --backend NAME [--backend-option k=v ...]
+    --protocol full|oracle_object|both --path inprocess|live
+    [--workers N] [--ray ADDRESS] --out REPORT_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+
+from partseg_ros.evaluation import node_params
+from partseg_ros.evaluation.live import LiveEvaluationError, LiveSettings, evaluate_live
+from partseg_ros.evaluation.node_params import DEFAULT_PARAMS_FILE
+from partseg_ros.evaluation.records import PATH_INPROCESS, PATH_LIVE, PROTOCOL_FULL, PROTOCOLS, TaskRecord
+from partseg_ros.evaluation.runner import EvaluationSettings, evaluate_inprocess
+from partseg_ros.evaluation.sharding import RayUnavailableError, evaluate_local, evaluate_ray
+from partseg_ros.ros.dds_env import config_dir
+
+BAG_METADATA = "metadata.yaml"
+
+
+def find_bags(paths: Sequence[Path]) -> list[Path]:
+    """Expand arguments into rosbag2 bag folders (a folder holding metadata.yaml), sorted and unique.
+
+    A folder that is not itself a bag is searched recursively.
+    """
+    bags: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if (path / BAG_METADATA).is_file():
+            bags.append(path)
+        elif path.is_dir():
+            found = sorted(p.parent for p in path.rglob(BAG_METADATA))
+            if not found:
+                raise FileNotFoundError(f"no benchmark bag (a folder with {BAG_METADATA}) under {path}")
+            bags.extend(found)
+        else:
+            raise FileNotFoundError(f"{path} is not a bag folder or a folder of bags")
+    unique = sorted({p.resolve() for p in bags})
+    return unique
+
+
+def parse_options(items: Sequence[str]) -> dict[str, Any]:
+    """k=v pairs; values are parsed as YAML scalars so numbers and booleans keep their type."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"--backend-option expects key=value, got {item!r}")
+        options[key.strip()] = yaml.safe_load(value) if value else ""
+    return options
+
+
+def resolve_params_file(path: Optional[Path]) -> Optional[Path]:
+    """The given parameters file, else the package's config/partseg.yaml when there is one."""
+    if path is not None:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"parameters file {path} not found")
+        return Path(path)
+    try:
+        default = config_dir() / DEFAULT_PARAMS_FILE
+    except FileNotFoundError:
+        return None
+    return default if default.is_file() else None
+
+
+def backend_options_for(backend: str, params_file: Optional[Path], cli_options: dict[str, Any]) -> dict[str, Any]:
+    """The params file's backend_options when it configures this same backend, overridden by the command line."""
+    options: dict[str, Any] = {}
+    if params_file is not None and str(node_params.node_parameters(params_file).get("backend", "")) == backend:
+        options.update(node_params.backend_options(params_file))
+    options.update(cli_options)
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="partseg_evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "bags", nargs="+", type=Path, metavar="BAG_OR_DIR", help="benchmark bags, or folders searched for bags"
+    )
+    parser.add_argument("--backend", default="shapegrasp", help="backend name (see partseg_ros.backends.registry)")
+    parser.add_argument(
+        "--backend-option", action="append", default=[], metavar="K=V", help="backend option, repeatable"
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=[*PROTOCOLS, "both"],
+        default=None,
+        help="default: both in process; full on the live path (the node takes no object mask)",
+    )
+    parser.add_argument("--path", choices=[PATH_INPROCESS, PATH_LIVE], default=PATH_INPROCESS)
+    parser.add_argument("--workers", type=int, default=1, help="local worker processes (in-process path)")
+    parser.add_argument(
+        "--ray", metavar="ADDRESS", help="run the shards on the Ray cluster at ADDRESS (e.g. auto, ray://host:10001)"
+    )
+    parser.add_argument("--out", type=Path, required=True, metavar="REPORT_DIR")
+    parser.add_argument("--no-overlays", action="store_true", help="skip overlay images (faster for big sweeps)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--params-file",
+        type=Path,
+        default=None,
+        help="the node's parameters (default: the package's config/partseg.yaml); both paths take grasp.* and, "
+        "for the same backend, backend_options.* from it, so they run the same configuration",
+    )
+    live = parser.add_argument_group("live path")
+    live.add_argument("--task-timeout", type=float, default=120.0, help="seconds to wait for each answer")
+    live.add_argument(
+        "--domain-id", type=int, default=None, help="ROS_DOMAIN_ID for the node and client (default: random 100-199)"
+    )
+    return parser
+
+
+def run_evaluation(args: argparse.Namespace) -> tuple[list[TaskRecord], dict[str, Any]]:
+    """Evaluate as the arguments say; returns the records and the report's run metadata."""
+    bags = find_bags(args.bags)
+    protocol = args.protocol or (PROTOCOL_FULL if args.path == PATH_LIVE else "both")
+    protocols = PROTOCOLS if protocol == "both" else (protocol,)
+    params_file = resolve_params_file(args.params_file)
+    settings = EvaluationSettings(
+        backend=args.backend,
+        backend_options=backend_options_for(args.backend, params_file, parse_options(args.backend_option)),
+        protocols=tuple(protocols),
+        overlays=not args.no_overlays,
+        grasp_options=node_params.grasp_options(params_file),
+    )
+    progress = not args.no_progress
+    start = time.perf_counter()
+    if args.path == PATH_LIVE:
+        if args.ray or args.workers != 1:
+            raise LiveEvaluationError(
+                "the live path runs one node and answers tasks in order: use it without --workers/--ray"
+            )
+        if params_file is None:
+            raise FileNotFoundError("the live path needs the node's parameters file: pass --params-file")
+        live_settings = LiveSettings(
+            params_file=params_file, task_timeout_s=args.task_timeout, domain_id=args.domain_id
+        )
+        records = evaluate_live(bags, settings, live_settings, progress=progress)
+    elif args.ray:
+        records = evaluate_ray(bags, settings, args.ray, max(1, args.workers), progress=progress)
+    elif args.workers > 1:
+        records = evaluate_local(bags, settings, args.workers, progress=progress)
+    else:
+        records = evaluate_inprocess(bags, settings, progress=progress)
+    elapsed = time.perf_counter() - start
+    meta = {
+        "backend": settings.backend,
+        "backend_options": settings.backend_options,
+        "path": args.path,
+        "engine": "ray" if args.ray else ("processes" if args.workers > 1 else "single process"),
+        "workers": args.workers,
+        "protocols": list(protocols),
+        "bags": [str(b) for b in bags],
+        "params_file": str(params_file) if params_file else None,
+        "grasp_options": settings.grasp_options,
+        "wall_time_s": elapsed,
+        "wall_throughput_tasks_per_s": len(records) / elapsed if elapsed > 0 else None,
+    }
+    return records, meta
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from partseg_ros.evaluation.aggregate import build_summary
+    from partseg_ros.evaluation.report import format_value, write_report
+
+    try:
+        records, meta = run_evaluation(args)
+    except (FileNotFoundError, RayUnavailableError, LiveEvaluationError, ValueError) as exc:
+        # Usage problems (missing bag, weights or params file, unknown backend, no ray, node
+        # failing to start) get one clear line; anything else keeps its traceback.
+        print(f"partseg_evaluate: {exc}", file=sys.stderr)
+        return 2
+    summary = build_summary(records)
+    paths = write_report(records, args.out, meta, summary)
+    for protocol, block in summary.items():
+        o = block["overall"]
+        pct = {k: format_value(o[k], "pct") for k in ("part_selection_mask", "part_selection_grasp_point", "giou")}
+        print(
+            f"{protocol}: {o['num_tasks']} tasks, part-selection success: mask {pct['part_selection_mask']}%, "
+            f"grasp point {pct['part_selection_grasp_point']}%; gIoU {pct['giou']}%, "
+            f"no-target acc. {format_value(o['no_target_accuracy'], 'pct')}%; "
+            f"latency p50 {format_value(o['latency_p50_ms'], 'ms')} ms"
+        )
+    print(f"report: {paths['html']} (also {paths['markdown'].name}, {paths['json'].name})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,653 @@
+"""The partseg perception node: RGB-D frames + an instruction -> part masks and 3D grasp regions.
+
+A lifecycle node (like yolo_ros): ``configure`` reads the parameters, builds
+and loads the backend and warms it up; ``activate`` starts processing;
+``deactivate`` stops it; ``cleanup`` releases everything. With the parameter
+``autostart`` it walks to active on its own (what bringup uses).
+
+Threading: camera and instruction callbacks share one mutually exclusive
+group and only decode, check and pair messages; the model runs on a worker
+thread that takes the latest paired frame (older unprocessed frames are
+dropped and counted, never queued), so callbacks never wait for the model.
+The service runs in its own group and shares the backend under a lock.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header, String
+from visualization_msgs.msg import MarkerArray
+
+from partseg.msg import GraspRegionArray, PartSegmentation
+from partseg.srv import SegmentParts
+from partseg_ros.backends.base import PartGroundingBackend
+from partseg_ros.backends.registry import create_backend
+from partseg_ros.geometry.transforms import RigidTransform
+from partseg_ros.ros import messages
+from partseg_ros.ros.conversions import array_to_image, mask_to_image
+from partseg_ros.ros.overlay import debug_overlay
+from partseg_ros.ros.params import NodeConfig, declare_parameters, read_config
+from partseg_ros.ros.stats import NodeStats, elapsed_ms, limited_log
+from partseg_ros.ros.sync import QUEUE_OVERFLOW, UNMATCHED, ApproximateTimeSync, SyncedSet, stamp_to_ns
+from partseg_ros.ros.validation import (
+    CAMERA_INFO_MISSING,
+    INSTRUCTION_EMPTY,
+    DecodedFrame,
+    Rejection,
+    check_instruction,
+    decode_frame,
+)
+from partseg_ros.types import GroundingRequest, GroundingResult
+
+NODE_NAME = "partseg"
+INTERNAL_ERROR = "internal_error"  # an unexpected exception in a callback (a bug)
+PROCESSING_ERROR = "processing_error"  # the backend or geometry failed on a frame
+STALE_FRAME = "stale_frame"
+NO_INSTRUCTION = "no_instruction"
+
+
+@dataclass
+class PendingFrame:
+    """A validated, paired frame waiting for the worker."""
+
+    decoded: DecodedFrame
+    header: Header
+    instruction: str
+    callback_ms: float  # decode + checks + pairing, for the overhead figure
+
+
+@dataclass
+class PipelineOutput:
+    segmentation: PartSegmentation
+    regions: GraspRegionArray
+    union_mask: np.ndarray
+    instances: list
+    inference_ms: float
+    stages_ms: dict  # where the node's own time went: geometry, messages
+
+
+def load_backend(name: str, options: dict[str, Any]) -> PartGroundingBackend:
+    """A backend by registry name, or by ``package.module:Class`` for out-of-tree backends."""
+    if ":" in name:
+        module_name, class_name = name.split(":", 1)
+        backend_class = getattr(importlib.import_module(module_name), class_name)
+        if not (isinstance(backend_class, type) and issubclass(backend_class, PartGroundingBackend)):
+            raise TypeError(f"{name} is not a PartGroundingBackend")
+        return backend_class(**options)
+    return create_backend(name, **options)
+
+
+class PartSegNode(LifecycleNode):
+    """Lifecycle node wrapping a part-grounding backend and the grasp-region geometry."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        super().__init__(node_name, automatically_declare_parameters_from_overrides=True, **kwargs)
+        declare_parameters(self)
+        self.stats = NodeStats()
+        self.config: Optional[NodeConfig] = None
+        self.backend: Optional[PartGroundingBackend] = None
+        self._backend_lock = threading.Lock()
+        self._active = False
+        self._active_since_ns = 0
+        self._instruction = ""
+        self._instruction_lock = threading.Lock()
+        self._last_info_arrival_ns: Optional[int] = None
+        self._sync: Optional[ApproximateTimeSync] = None
+        self._pending: Optional[PendingFrame] = None
+        self._wakeup = threading.Condition()
+        self._worker: Optional[threading.Thread] = None
+        self._stop_worker = False
+        self._grasp = None  # (compute_grasp_region, config) once configured
+        self._tf_buffer = None
+        self._tf_listener = None
+        self._static_transform: Optional[RigidTransform] = None
+        self._input_subscriptions: list[Any] = []
+        self._service: Optional[Any] = None
+        self._pubs: dict[str, Any] = {}
+        self._add_started = 0.0  # perf_counter at the start of the sync.add that may complete a set
+        self._input_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        self._timer_group = MutuallyExclusiveCallbackGroup()
+        # Diagnostics work in every lifecycle state, so this is a plain publisher.
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        period = float(self.get_parameter("diagnostics.period_s").value)
+        self._diagnostics_timer = self.create_timer(period, self._publish_diagnostics, self._timer_group)
+
+    @property
+    def autostart(self) -> bool:
+        return bool(self.get_parameter("autostart").value)
+
+    @property
+    def instruction(self) -> str:
+        with self._instruction_lock:
+            return self._instruction
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.config = config = read_config(self)
+            started = time.perf_counter()
+            options = dict(config.backend_options)
+            options.setdefault("device", config.device)
+            self.backend = load_backend(config.backend, options)
+            self.backend.load()
+            if config.warmup:
+                self.backend.warmup()
+            self.get_logger().info(f"backend {config.backend} loaded in {elapsed_ms(started):.0f} ms")
+            self._grasp = self._load_grasp_geometry(config)
+            self._setup_transforms(config)
+            self._create_interfaces(config)
+            self._sync = ApproximateTimeSync(
+                self._streams(config), config.slop_ns, config.sync_queue_size, config.future_tolerance_ns,
+                on_match=self._on_synced,
+            )
+            self._start_worker()
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the node unconfigured, with the reason
+            self.get_logger().error(f"configure failed: {type(exc).__name__}: {exc}")
+            self._teardown()
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(
+            f"configured: colour {config.color_topic}, depth {config.depth_topic or '(none)'}, "
+            f"camera_info {config.camera_info_topic}, instruction {self.resolve_topic_name(config.instruction_topic)}"
+        )
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active_since_ns = self.get_clock().now().nanoseconds
+        self._active = True
+        self.get_logger().info("active: processing frames")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        with self._wakeup:
+            self._pending = None
+        self.get_logger().info("inactive: frames are ignored")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._teardown()
+        return super().on_shutdown(state)
+
+    def _teardown(self) -> None:
+        self._active = False
+        self._stop()
+        releases = [(self.destroy_subscription, s) for s in self._input_subscriptions]
+        releases += [(self.destroy_lifecycle_publisher, p) for p in self._pubs.values()]
+        if self._service is not None:
+            releases.append((self.destroy_service, self._service))
+        for destroy, entity in releases:
+            try:
+                destroy(entity)
+            except Exception as exc:  # noqa: BLE001 - best effort on the way down
+                self.get_logger().warning(f"while releasing {entity}: {exc}")
+        self._input_subscriptions.clear()
+        self._pubs.clear()
+        self._service = None
+        with self._instruction_lock:  # a reconfigured node starts from a clean slate
+            self._instruction = ""
+        self._last_info_arrival_ns = None
+        self._sync = None
+        self._tf_listener = self._tf_buffer = None
+        self.backend = None
+        self._grasp = None
+
+    # ---- set-up helpers -------------------------------------------------------------------------
+    @staticmethod
+    def _streams(config: NodeConfig) -> list[str]:
+        return ["color", "camera_info"] + (["depth"] if config.depth_topic else [])
+
+    def _load_grasp_geometry(self, config: NodeConfig):
+        from partseg_ros.geometry.grasp_region import GraspRegionConfig, compute_grasp_region
+
+        return compute_grasp_region, GraspRegionConfig(**config.grasp_options)
+
+    def _setup_transforms(self, config: NodeConfig) -> None:
+        self._static_transform = RigidTransform.from_translation_quaternion(
+            config.static_transform[:3], config.static_transform[3:], parent_frame=config.target_frame
+        )
+        if not config.target_frame or config.transform_source == "static":
+            return
+        try:
+            import tf2_ros  # noqa: PLC0415 - optional: present in ROS installs, not on PyPI
+        except ImportError:
+            if config.transform_source == "tf":
+                raise RuntimeError("frames.transform_source is 'tf' but tf2_ros is not installed") from None
+            self.get_logger().info("tf2_ros not installed: using frames.static_transform")
+            return
+        self._tf_buffer = tf2_ros.Buffer()
+        self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
+
+    def _incompatible_qos_logger(self, topic: str, parameter_hint: str) -> SubscriptionEventCallbacks:
+        """A publisher whose QoS cannot match ours is silent otherwise: say so, and what to change."""
+
+        def log(info: QoSRequestedIncompatibleQoSInfo) -> None:
+            self.get_logger().error(
+                f"a publisher on {topic} has QoS incompatible with this node's subscription "
+                f"(policy id {info.last_policy_kind}, {info.total_count} so far): no messages will arrive; "
+                f"set {parameter_hint} to match the publisher"
+            )
+
+        return SubscriptionEventCallbacks(incompatible_qos=log)
+
+    def _create_interfaces(self, config: NodeConfig) -> None:
+        def sub(msg_type, topic, callback, qos, callback_group, hint="qos.sensor_reliability"):
+            return self.create_subscription(
+                msg_type, topic, callback, qos, callback_group=callback_group,
+                event_callbacks=self._incompatible_qos_logger(topic, hint),
+            )
+
+        self._input_subscriptions += [
+            sub(Image, config.color_topic, self._on_color, config.sensor_qos, callback_group=self._input_group),
+            sub(CameraInfo, config.camera_info_topic, self._on_camera_info, config.sensor_qos,
+                callback_group=self._input_group),
+            sub(String, config.instruction_topic, self._on_instruction, config.instruction_qos,
+                callback_group=self._input_group,
+                hint="qos.instruction_reliability / qos.instruction_durability"),
+        ]
+        if config.depth_topic:
+            self._input_subscriptions.append(
+                sub(Image, config.depth_topic, self._on_depth, config.sensor_qos, callback_group=self._input_group)
+            )
+        reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        outputs = {
+            "segmentation": (PartSegmentation, "~/segmentation"),
+            "mask": (Image, "~/mask"),
+            "grasp_regions": (GraspRegionArray, "~/grasp_regions"),
+        }
+        if config.debug_image:
+            outputs["debug_image"] = (Image, "~/debug_image")
+        if config.markers:
+            outputs["markers"] = (MarkerArray, "~/markers")
+        for key, (msg_type, topic) in outputs.items():
+            self._pubs[key] = self.create_lifecycle_publisher(msg_type, topic, reliable)
+        self._service = self.create_service(
+            SegmentParts, "~/segment_parts", self._on_service, callback_group=self._service_group
+        )
+
+    # ---- input callbacks: never block, never raise ------------------------------------------------
+    def _on_color(self, msg: Image) -> None:
+        # Stamp to arrival: the DDS transport latency when the camera stamps at capture.
+        transport_ms = (self.get_clock().now().nanoseconds - stamp_to_ns(msg.header.stamp)) / 1e6
+        self.stats.frame_received(transport_ms)
+        self._guarded(self._on_camera_message, "color", msg)
+
+    def _on_depth(self, msg: Image) -> None:
+        self._guarded(self._on_camera_message, "depth", msg)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._last_info_arrival_ns = self.get_clock().now().nanoseconds
+        self._guarded(self._on_camera_message, "camera_info", msg)
+
+    def _on_instruction(self, msg: String) -> None:
+        self._guarded(self._set_instruction, msg.data)
+
+    def _guarded(self, callback, *args: Any) -> None:
+        try:
+            callback(*args)
+        except Rejection as rejection:
+            self._reject(rejection.reason, str(rejection))
+        except Exception as exc:  # noqa: BLE001 - a bad message must never take the node down
+            self._reject(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _reject(self, reason: str, message: str) -> None:
+        count = self.stats.reject(reason)
+        if limited_log(count):
+            self.get_logger().warning(f"rejected ({reason}, #{count}): {message}")
+
+    def _set_instruction(self, text: str) -> None:
+        try:
+            cleaned = check_instruction(text, self.config.limits)
+        except Rejection as rejection:
+            if rejection.reason == INSTRUCTION_EMPTY:
+                with self._instruction_lock:
+                    self._instruction = ""
+                with self._wakeup:
+                    self._pending = None
+                self.stats.reject(INSTRUCTION_EMPTY)
+                self.get_logger().info("empty instruction: cleared, no frames are processed until a new one")
+                return
+            raise
+        with self._instruction_lock:
+            changed = cleaned != self._instruction
+            self._instruction = cleaned
+        if changed:
+            self.get_logger().info(f"instruction: {cleaned!r}")
+
+    def _on_camera_message(self, stream: str, msg: Any) -> None:
+        sync, config = self._sync, self.config  # local: cleanup may reset them from another thread
+        if not self._active or sync is None:
+            return
+        started = time.perf_counter()
+        now_ns = self.get_clock().now().nanoseconds
+        if stream == "color":
+            # A colour frame may arrive just before its camera_info: the synchroniser
+            # pairs them. Only a camera_info stream that is absent or stopped is an error.
+            last = self._last_info_arrival_ns
+            reference = last if last is not None else self._active_since_ns
+            if now_ns - reference > config.camera_info_timeout_ns:
+                waited = "never" if last is None else f"{(now_ns - last) / 1e9:.1f} s ago"
+                raise Rejection(
+                    CAMERA_INFO_MISSING,
+                    f"colour frame without camera_info (last on {config.camera_info_topic}: {waited})",
+                )
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        # sync.add calls _on_synced synchronously when this message completes a set;
+        # the pending frame's callback time is measured from here.
+        self._add_started = started
+        reason = sync.add(stream, stamp_ns, msg, now_ns)
+        self.stats.set_drops(UNMATCHED, sync.drops[UNMATCHED])
+        self.stats.set_drops(QUEUE_OVERFLOW, sync.drops[QUEUE_OVERFLOW])
+        if reason is not None:
+            raise Rejection(
+                reason,
+                f"{stream} stamp {stamp_ns / 1e9:.3f} s refused (node clock {now_ns / 1e9:.3f} s, "
+                f"future tolerance {config.future_tolerance_ns / 1e9:.2f} s)",
+            )
+
+    def _on_synced(self, matched: SyncedSet) -> None:
+        by_stream = dict(zip(self._streams(self.config), matched.messages))
+        color = by_stream["color"]
+        try:
+            decoded = decode_frame(color, by_stream.get("depth"), by_stream["camera_info"], self.config.limits)
+        except Rejection as rejection:
+            self._reject(rejection.reason, str(rejection))
+            return
+        instruction = self.instruction
+        if not instruction:
+            self.stats.drop(NO_INSTRUCTION)
+            return
+        frame = PendingFrame(decoded, color.header, instruction, elapsed_ms(self._add_started))
+        with self._wakeup:
+            if self._pending is not None:
+                self.stats.drop(STALE_FRAME)
+            self._pending = frame
+            self._wakeup.notify()
+
+    # ---- worker -----------------------------------------------------------------------------------
+    def _start_worker(self) -> None:
+        self._stop_worker = False
+        self._worker = threading.Thread(target=self._work, name="partseg-worker", daemon=True)
+        self._worker.start()
+
+    def _stop(self) -> None:
+        with self._wakeup:
+            self._stop_worker = True
+            self._pending = None
+            self._wakeup.notify_all()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=30.0)
+        self._worker = None
+
+    def _work(self) -> None:
+        while True:
+            with self._wakeup:
+                self._wakeup.wait_for(lambda: self._pending is not None or self._stop_worker)
+                if self._stop_worker:
+                    return
+                frame, self._pending = self._pending, None
+            if not self._active:
+                continue
+            try:
+                self._process(frame)
+            except Exception as exc:  # noqa: BLE001 - report and keep serving
+                count = self.stats.reject(PROCESSING_ERROR)
+                if limited_log(count):
+                    self.get_logger().error(f"processing failed: {type(exc).__name__}: {exc}")
+                self._publish_if_active("segmentation", messages.segmentation_msg(
+                    None, frame.header, frame.instruction, error=f"{type(exc).__name__}: {exc}",
+                    backend=self.config.backend if self.config else ""))
+
+    def _process(self, frame: PendingFrame) -> None:
+        started = time.perf_counter()
+        output = self.run_pipeline(frame.decoded, frame.instruction, frame.header)
+        latency_ms = (self.get_clock().now().nanoseconds - stamp_to_ns(frame.header.stamp)) / 1e6
+        output.segmentation.latency_ms = float(latency_ms)
+        # What planners wait for goes out first; views for people only when someone listens.
+        publish_started = time.perf_counter()
+        self._publish_if_active("segmentation", output.segmentation)
+        self._publish_if_active("grasp_regions", output.regions)
+        visuals_started = time.perf_counter()
+        if self._wanted("mask"):
+            self._publish_if_active("mask", self._union_mask_msg(output, frame.header))
+        if self._wanted("debug_image"):
+            overlay = debug_overlay(frame.decoded.rgb, output.instances)
+            self._publish_if_active("debug_image", array_to_image(overlay, "rgb8", frame.header))
+        if self._wanted("markers"):
+            self._publish_if_active("markers", messages.markers_msg(output.regions, self.config.marker_lifetime_s))
+        stages = dict(output.stages_ms, callback=frame.callback_ms,
+                      publish=(visuals_started - publish_started) * 1e3, visuals=elapsed_ms(visuals_started))
+        overhead_ms = frame.callback_ms + elapsed_ms(started) - output.inference_ms
+        self.stats.frame_processed(latency_ms, output.inference_ms, overhead_ms, stages)
+
+    def _wanted(self, key: str) -> bool:
+        publisher = self._pubs.get(key)
+        return publisher is not None and publisher.get_subscription_count() > 0
+
+    @staticmethod
+    def _union_mask_msg(output: PipelineOutput, header: Header) -> Image:
+        if len(output.segmentation.instances) == 1:  # the union is that mask: reuse its bytes
+            single = output.segmentation.instances[0].mask
+            return Image(header=header, height=single.height, width=single.width, encoding=single.encoding,
+                         is_bigendian=single.is_bigendian, step=single.step, data=single.data)
+        return mask_to_image(output.union_mask, header)
+
+    def _publish_if_active(self, key: str, msg: Any) -> None:
+        publisher = self._pubs.get(key)
+        if publisher is not None and self._active:
+            publisher.publish(msg)
+
+    def run_pipeline(self, decoded: DecodedFrame, instruction: str, header: Header) -> PipelineOutput:
+        """Backend + grasp regions + result messages for one frame (used by topics and the service)."""
+        request = GroundingRequest(
+            rgb=decoded.rgb, instruction=instruction, depth_m=decoded.depth_m, intrinsics=decoded.intrinsics
+        )
+        started = time.perf_counter()
+        with self._backend_lock:
+            if self.backend is None:
+                raise RuntimeError("no backend: the node is not configured")
+            result: GroundingResult = self.backend.ground(request)
+        inference_ms = elapsed_ms(started)
+        shape = decoded.rgb.shape[:2]
+        for instance in result.instances:
+            if instance.mask.shape != shape:
+                raise ValueError(f"backend returned a {instance.mask.shape} mask for a {shape} image")
+        started = time.perf_counter()
+        segmentation = messages.segmentation_msg(result, header, instruction, inference_ms=inference_ms)
+        regions, geometry_ms = self._grasp_regions(decoded, result, header, instruction)
+        stages = {"geometry": geometry_ms, "messages": elapsed_ms(started) - geometry_ms}
+        return PipelineOutput(
+            segmentation, regions, result.union_mask(shape), list(result.instances), inference_ms, stages
+        )
+
+    def _grasp_regions(
+        self, decoded: DecodedFrame, result: GroundingResult, header: Header, instruction: str
+    ) -> tuple[GraspRegionArray, float]:
+        """The regions message, and the milliseconds spent in the geometry itself."""
+        region_header = Header(stamp=header.stamp, frame_id=header.frame_id)
+        if decoded.depth_m is None or decoded.camera is None or self._grasp is None:
+            return messages.grasp_region_array_msg(region_header, instruction, []), 0.0
+        camera_to_target = self._camera_to_target(header)
+        if camera_to_target is not None:
+            region_header.frame_id = self.config.target_frame
+        compute, grasp_config = self._grasp
+        out = []
+        geometry_ms = 0.0
+        for index, instance in enumerate(result.instances):
+            started = time.perf_counter()
+            region = compute(
+                instance.mask, decoded.depth_m, decoded.camera, rgb=decoded.rgb,
+                camera_to_target=camera_to_target, config=grasp_config,
+            )
+            geometry_ms += elapsed_ms(started)
+            out.append(messages.grasp_region_msg(
+                region, region_header, index, instance.object_label, instance.part_label,
+                with_colors=self.config.point_cloud_colors,
+            ))
+        return messages.grasp_region_array_msg(region_header, instruction, out), geometry_ms
+
+    def _camera_to_target(self, header: Header) -> Optional[RigidTransform]:
+        """target_frame <- camera optical frame, or None to stay in the camera frame."""
+        target = self.config.target_frame if self.config else ""
+        if not target or target == header.frame_id:
+            return None
+        if self._tf_buffer is not None:
+            try:
+                stamped = self._tf_buffer.lookup_transform(target, header.frame_id, rclpy.time.Time())
+                t, q = stamped.transform.translation, stamped.transform.rotation
+                return RigidTransform.from_translation_quaternion(
+                    [t.x, t.y, t.z], [q.x, q.y, q.z, q.w], parent_frame=target, child_frame=header.frame_id
+                )
+            except Exception as exc:  # noqa: BLE001 - tf raises several lookup exception types
+                count = self.stats.reject("transform_unavailable")
+                if limited_log(count):
+                    self.get_logger().warning(
+                        f"no transform {target} <- {header.frame_id} ({exc}); grasp regions stay in the camera frame"
+                    )
+                return None
+        return self._static_transform
+
+    # ---- service --------------------------------------------------------------------------------
+    def _on_service(self, request: SegmentParts.Request, response: SegmentParts.Response) -> SegmentParts.Response:
+        if not self._active or self.config is None:
+            response.success = False
+            response.message = "node is not active (lifecycle): configure and activate it first"
+            return response
+        try:
+            instruction = check_instruction(request.instruction, self.config.limits)
+            has_depth = request.depth.width > 0 and request.depth.height > 0
+            has_info = request.camera_info.width > 0 and any(request.camera_info.k)
+            decoded = decode_frame(
+                request.color, request.depth if has_depth else None, request.camera_info if has_info else None,
+                self.config.limits, require_camera_info=False,
+            )
+            if has_depth and not has_info:
+                raise Rejection(CAMERA_INFO_MISSING, "depth given without camera_info: cannot lift masks into 3D")
+            output = self.run_pipeline(decoded, instruction, request.color.header)
+        except Rejection as rejection:
+            self._reject(rejection.reason, f"service: {rejection}")
+            response.success = False
+            response.message = f"{rejection.reason}: {rejection}"
+            return response
+        except Exception as exc:  # noqa: BLE001 - answer instead of crashing the service
+            self._reject(PROCESSING_ERROR, f"service: {type(exc).__name__}: {exc}")
+            response.success = False
+            response.message = f"{PROCESSING_ERROR}: {type(exc).__name__}: {exc}"
+            return response
+        response.success = True
+        response.message = "ok" if output.segmentation.instances else "no target"
+        response.segmentation = output.segmentation
+        response.grasp_regions = output.regions
+        return response
+
+    # ---- diagnostics ------------------------------------------------------------------------------
+    def status_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "state": "active" if self._active else ("inactive" if self.backend is not None else "unconfigured"),
+            "backend": self.config.backend if self.config else str(self.get_parameter("backend").value),
+            "instruction": self.instruction,
+        }
+        values.update(self.stats.snapshot())
+        return values
+
+    def _publish_diagnostics(self) -> None:
+        try:
+            values = self.status_values()
+            status = DiagnosticStatus()
+            status.name = f"partseg: {self.get_fully_qualified_name()}"
+            status.hardware_id = str(values["backend"])
+            if values["state"] != "active":
+                status.level, status.message = DiagnosticStatus.WARN, f"{values['state']}"
+            elif values["frames_in"] == 0:
+                status.level, status.message = DiagnosticStatus.WARN, "active, no camera frames yet"
+            else:
+                status.level = DiagnosticStatus.OK
+                status.message = (
+                    f"{values['processed_hz']:.1f} Hz processed of {values['input_hz']:.1f} Hz in, "
+                    f"latency p50 {values['latency_p50_ms']:.0f} ms"
+                )
+            status.values = [KeyValue(key=str(k), value=_diagnostic_value(v)) for k, v in values.items()]
+            array = DiagnosticArray()
+            array.header.stamp = self.get_clock().now().to_msg()
+            array.status = [status]
+            self._diagnostics_pub.publish(array)
+        except Exception as exc:  # noqa: BLE001 - diagnostics must not kill the timer
+            self.get_logger().error(f"diagnostics failed: {exc}")
+
+
+def _diagnostic_value(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if np.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def diagnostics_to_dict(array: DiagnosticArray, node_name: str = NODE_NAME) -> Optional[dict[str, str]]:
+    """The partseg node's key/values from a /diagnostics message (None when it is not in it)."""
+    for status in array.status:
+        if status.name.startswith("partseg: ") and status.name.rstrip("/").endswith(node_name):
+            return {kv.key: kv.value for kv in status.values}
+    return None
+
+
+USAGE = """usage: partseg_node [--ros-args --params-file FILE [-p NAME:=VALUE ...] [-r FROM:=TO ...]]
+
+The partseg perception node (lifecycle; -p autostart:=true configures and activates it).
+Parameters: config/partseg.yaml and `ros2 param describe /partseg <name>`.
+Topics (node name partseg): ~/instruction in; ~/segmentation, ~/grasp_regions, ~/mask,
+~/debug_image, ~/markers and /diagnostics out; service ~/segment_parts.
+"""
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    """Console entry point: ``partseg_node --ros-args --params-file config/partseg.yaml``."""
+    argv = sys.argv if args is None else args
+    own = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    if any(flag in own for flag in ("-h", "--help")):
+        print(USAGE)
+        return 0
+    rclpy.init(args=argv)
+    node = PartSegNode()
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    code = 0
+    try:
+        if node.autostart:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().error("autostart: configure failed, staying unconfigured")
+                code = 1
+            elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                node.get_logger().error("autostart: activate failed")
+                code = 1
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._teardown()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The node's ROS parameters: names, defaults, descriptions, and their reading.
+
+config/partseg.yaml sets the same names; every parameter is declared here
+with its default, so a params file only lists what it changes and
+``ros2 param describe`` explains each one. ``backend_options.*`` and
+``grasp.*`` are open-ended maps handed to the backend and the grasp-region
+geometry as keyword arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+from partseg_ros.ros.validation import InputLimits
+
+# name -> (default, description). Dots are the nesting of the YAML file.
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "autostart": (False, "configure and activate on start-up instead of waiting for lifecycle transitions"),
+    "backend": ("shapegrasp", "part-grounding backend (see partseg_ros.backends.registry) or 'module:Class'"),
+    "device": ("auto", "compute device handed to the backend: auto, cpu, cuda, cuda:1"),
+    "warmup": (True, "run the backend once on a dummy frame in configure so the first real frame is not slow"),
+    "camera_namespace": ("/camera", "prefix of the relative input topic names (realsense2_camera: /camera/camera)"),
+    "topics.color": ("color/image_raw", "colour image (rgb8, bgr8, rgba8, bgra8 or mono8)"),
+    "topics.depth": (
+        "aligned_depth_to_color/image_raw",
+        "depth aligned to the colour image (16UC1 or 32FC1); empty string: run without depth",
+    ),
+    "topics.camera_info": ("color/camera_info", "camera_info of the colour image"),
+    "topics.instruction": ("~/instruction", "std_msgs/String task instruction; empty string clears it"),
+    "qos.sensor_reliability": ("best_effort", "best_effort (matches any camera) or reliable"),
+    "qos.sensor_depth": (5, "history depth of the camera subscriptions"),
+    "qos.instruction_reliability": ("reliable", "instruction subscription reliability"),
+    "qos.instruction_durability": (
+        "transient_local",
+        "transient_local: a late-starting node still gets the planner's last instruction "
+        "(the publisher must be transient_local too); volatile: match volatile publishers",
+    ),
+    "camera.rectified": (False, "images are rectified: use camera_info P instead of K and D"),
+    "depth.scale": (0.001, "metres per unit of 16UC1 depth (0.001 for millimetres)"),
+    "depth.min_m": (0.05, "nearer depth is treated as invalid"),
+    "depth.max_m": (10.0, "farther depth is treated as invalid"),
+    "depth.max_nonfinite_fraction": (0.8, "reject 32FC1 frames with more NaN/inf pixels than this"),
+    "sync.slop_s": (0.015, "colour, depth and camera_info stamps must agree within this (< half the frame period)"),
+    "sync.queue_size": (10, "messages kept per stream while waiting for partners"),
+    "limits.max_instruction_length": (300, "longer instructions are rejected"),
+    "limits.future_tolerance_s": (0.5, "stamps further ahead of the node clock are rejected"),
+    "limits.camera_info_timeout_s": (5.0, "colour frames with no camera_info in this long are rejected"),
+    "frames.target_frame": ("", "frame for grasp regions; empty: the camera's optical frame"),
+    "frames.transform_source": ("auto", "auto (tf2 when installed, else static), tf or static"),
+    "frames.static_transform": (
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
+        "target_frame <- camera optical frame as x y z qx qy qz qw, used when tf2 is not used",
+    ),
+    "output.debug_image": (True, "publish ~/debug_image"),
+    "output.markers": (True, "publish ~/markers"),
+    "output.point_cloud_colors": (True, "pack rgb into the grasp-region point clouds"),
+    "output.marker_lifetime_s": (0.0, "RViz marker lifetime; 0 keeps them until the next frame"),
+    "diagnostics.period_s": (1.0, "how often /diagnostics is published"),
+}
+OPEN_MAPS = ("backend_options", "grasp")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything the node reads from its parameters, resolved once in configure."""
+
+    backend: str
+    device: str
+    warmup: bool
+    backend_options: dict[str, Any]
+    grasp_options: dict[str, Any]
+    color_topic: str
+    depth_topic: str
+    camera_info_topic: str
+    instruction_topic: str
+    sensor_qos: QoSProfile
+    instruction_qos: QoSProfile
+    limits: InputLimits
+    slop_ns: int
+    sync_queue_size: int
+    future_tolerance_ns: int
+    camera_info_timeout_ns: int
+    target_frame: str
+    transform_source: str
+    static_transform: tuple[float, ...]
+    debug_image: bool
+    markers: bool
+    point_cloud_colors: bool
+    marker_lifetime_s: float
+
+
+def declare_parameters(node: Node) -> None:
+    """Declare every known parameter (overrides from --params-file already declared are kept)."""
+    for name, (default, description) in PARAMETERS.items():
+        if not node.has_parameter(name):
+            node.declare_parameter(name, default, ParameterDescriptor(description=description))
+
+
+def resolve_topic(namespace: str, topic: str) -> str:
+    """Relative input topics live under the camera namespace; absolute and ~/ names are kept."""
+    if not topic or topic.startswith("/") or topic.startswith("~"):
+        return topic
+    namespace = namespace.rstrip("/")
+    return f"{namespace}/{topic}" if namespace else topic
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """ROS flattens nested YAML maps into dotted names; backends take nested keyword arguments.
+
+    ``{"segmentation.min_points": 50}`` -> ``{"segmentation": {"min_points": 50}}``.
+    """
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        *parents, leaf = dotted.split(".")
+        level = out
+        for name in parents:
+            level = level.setdefault(name, {})
+            if not isinstance(level, dict):
+                raise ValueError(f"parameter {dotted!r} nests under a value that is not a map")
+        level[leaf] = value
+    return out
+
+
+def _reliability(value: str) -> ReliabilityPolicy:
+    try:
+        return {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}[value]
+    except KeyError:
+        raise ValueError(f"reliability must be best_effort or reliable, got {value!r}") from None
+
+
+def _durability(value: str) -> DurabilityPolicy:
+    try:
+        return {"volatile": DurabilityPolicy.VOLATILE, "transient_local": DurabilityPolicy.TRANSIENT_LOCAL}[value]
+    except KeyError:
+        raise ValueError(f"durability must be volatile or transient_local, got {value!r}") from None
+
+
+def read_config(node: Node) -> NodeConfig:
+    """Read and check the parameters; raises ValueError with the offending name."""
+    p = {name: node.get_parameter(name).value for name in PARAMETERS}
+    open_maps = {
+        prefix: nest({k: v.value for k, v in node.get_parameters_by_prefix(prefix).items()}) for prefix in OPEN_MAPS
+    }
+    camera_ns = str(p["camera_namespace"])
+    sensor_qos = QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=int(p["qos.sensor_depth"]),
+        reliability=_reliability(str(p["qos.sensor_reliability"])),
+        durability=qos_profile_sensor_data.durability,
+    )
+    instruction_qos = QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=1,
+        reliability=_reliability(str(p["qos.instruction_reliability"])),
+        durability=_durability(str(p["qos.instruction_durability"])),
+    )
+    static = tuple(float(v) for v in p["frames.static_transform"])
+    if len(static) != 7:
+        raise ValueError(f"frames.static_transform needs 7 numbers (x y z qx qy qz qw), got {len(static)}")
+    source = str(p["frames.transform_source"])
+    if source not in ("auto", "tf", "static"):
+        raise ValueError(f"frames.transform_source must be auto, tf or static, got {source!r}")
+    limits = InputLimits(
+        depth_scale=float(p["depth.scale"]),
+        depth_min_m=float(p["depth.min_m"]),
+        depth_max_m=float(p["depth.max_m"]),
+        max_nonfinite_fraction=float(p["depth.max_nonfinite_fraction"]),
+        max_instruction_length=int(p["limits.max_instruction_length"]),
+        rectified=bool(p["camera.rectified"]),
+    )
+    if not limits.depth_scale > 0:
+        raise ValueError(f"depth.scale must be positive, got {limits.depth_scale}")
+    slop_s = float(p["sync.slop_s"])
+    if slop_s < 0:
+        raise ValueError(f"sync.slop_s must be >= 0, got {slop_s}")
+    return NodeConfig(
+        backend=str(p["backend"]),
+        device=str(p["device"]),
+        warmup=bool(p["warmup"]),
+        backend_options=open_maps["backend_options"],
+        grasp_options=open_maps["grasp"],
+        color_topic=resolve_topic(camera_ns, str(p["topics.color"])),
+        depth_topic=resolve_topic(camera_ns, str(p["topics.depth"])),
+        camera_info_topic=resolve_topic(camera_ns, str(p["topics.camera_info"])),
+        instruction_topic=str(p["topics.instruction"]),
+        sensor_qos=sensor_qos,
+        instruction_qos=instruction_qos,
+        limits=limits,
+        slop_ns=int(slop_s * 1e9),
+        sync_queue_size=int(p["sync.queue_size"]),
+        future_tolerance_ns=int(float(p["limits.future_tolerance_s"]) * 1e9),
+        camera_info_timeout_ns=int(float(p["limits.camera_info_timeout_s"]) * 1e9),
+        target_frame=str(p["frames.target_frame"]),
+        transform_source=source,
+        static_transform=static,
+        debug_image=bool(p["output.debug_image"]),
+        markers=bool(p["output.markers"]),
+        point_cloud_colors=bool(p["output.point_cloud_colors"]),
+        marker_lifetime_s=float(p["output.marker_lifetime_s"]),
+    )

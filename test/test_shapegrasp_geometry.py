@@ -1,0 +1,149 @@
+"""Table plane, object clustering and part decomposition on ray-cast scenes with known parts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from partseg_ros.backends.shapegrasp.colour import colour_histogram, dominant_colour, name_pixels
+from partseg_ros.backends.shapegrasp.decomposition import decompose, split_profile
+from partseg_ros.backends.shapegrasp.matching import assign_parts
+from partseg_ros.backends.shapegrasp.segmentation import segment_objects
+from partseg_ros.backends.shapegrasp.table import backproject, fit_table_plane
+from partseg_ros.language.knowledge_base import load_knowledge_base
+from shapegrasp_scenes import (
+    FLOWER_HEAD,
+    FLOWER_STEM,
+    KNIFE_BLADE,
+    KNIFE_HANDLE,
+    MUG_BODY,
+    MUG_HANDLE,
+    kitchen_scene,
+)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return kitchen_scene(seed=3)
+
+
+@pytest.fixture(scope="module")
+def geometry(scene):
+    points = backproject(scene.depth_m, scene.intrinsics)
+    plane = fit_table_plane(points)
+    clusters = segment_objects(points, scene.rgb, plane)
+    return points, plane, clusters
+
+
+def _cluster_of(clusters, scene, object_id):
+    """The cluster holding most of an object's pixels, and its purity."""
+    best, best_count = None, 0
+    for cluster in clusters:
+        count = int((scene.object_ids[cluster.mask] == object_id).sum())
+        if count > best_count:
+            best, best_count = cluster, count
+    return best
+
+
+def test_table_plane_is_recovered(scene, geometry):
+    points, plane, _ = geometry
+    up_world = np.array([0.0, 0.0, 1.0])
+    up_camera = np.linalg.inv(scene.world_from_camera)[:3, :3] @ up_world
+    angle = np.degrees(np.arccos(np.clip(abs(plane.normal @ up_camera), -1, 1)))
+    assert angle < 1.5
+    table = (scene.object_ids == 0) & np.isfinite(scene.depth_m)
+    heights = plane.height(points[table])
+    assert abs(np.median(heights)) < 0.002
+    assert plane.inlier_fraction > 0.5
+
+
+def test_plane_fit_ignores_missing_depth():
+    depth = np.full((40, 40), np.nan, dtype=np.float32)
+    from shapegrasp_scenes import INTRINSICS
+
+    assert fit_table_plane(backproject(depth, INTRINSICS)) is None
+
+
+def test_objects_are_separated_and_complete(scene, geometry):
+    _, _, clusters = geometry
+    assert len(clusters) == 3
+    for object_id in (1, 2, 3):
+        cluster = _cluster_of(clusters, scene, object_id)
+        assert cluster is not None
+        labels = scene.object_ids[cluster.mask]
+        purity = (labels == object_id).mean()
+        coverage = (labels == object_id).sum() / ((scene.object_ids == object_id) & np.isfinite(scene.depth_m)).sum()
+        assert purity > 0.95, (object_id, purity)
+        assert coverage > 0.85, (object_id, coverage)
+
+
+def _parts_for(scene, cluster, decomposition):
+    """Ground-truth part id holding the majority of each geometric part's pixels."""
+    out = {}
+    for part in decomposition.parts:
+        px = cluster.pixels[part.point_idx]
+        out[part.index] = int(np.bincount(scene.part_ids[px[:, 0], px[:, 1]]).argmax())
+    return out
+
+
+def _assigned_iou(scene, cluster, decomposition, assignment, kb_part, gt_part):
+    predicted = np.zeros(scene.depth_m.shape, bool)
+    for index in assignment.parts_for[kb_part]:
+        px = cluster.pixels[decomposition.parts[index].point_idx]
+        predicted[px[:, 0], px[:, 1]] = True
+    truth = (scene.part_ids == gt_part) & cluster.mask
+    return (predicted & truth).sum() / max((predicted | truth).sum(), 1)
+
+
+def test_mug_splits_into_body_and_handle(scene, geometry):
+    _, _, clusters = geometry
+    cluster = _cluster_of(clusters, scene, 1)
+    decomposition = decompose(cluster)
+    assert decomposition.posture == "upright"
+    protruding = [p for p in decomposition.parts if p.protruding]
+    assert protruding, decomposition.describe()
+    truth = _parts_for(scene, cluster, decomposition)
+    assert {truth[p.index] for p in protruding} == {MUG_HANDLE}
+    assignment = assign_parts(load_knowledge_base().objects["mug"], decomposition)
+    assert _assigned_iou(scene, cluster, decomposition, assignment, "handle", MUG_HANDLE) > 0.5
+    assert _assigned_iou(scene, cluster, decomposition, assignment, "body", MUG_BODY) > 0.8
+
+
+def test_knife_splits_into_blade_and_handle(scene, geometry):
+    _, _, clusters = geometry
+    cluster = _cluster_of(clusters, scene, 2)
+    decomposition = decompose(cluster)
+    assert decomposition.posture == "lying"
+    assert len(decomposition.parts) == 2
+    assignment = assign_parts(load_knowledge_base().objects["knife"], decomposition)
+    assert _assigned_iou(scene, cluster, decomposition, assignment, "blade", KNIFE_BLADE) > 0.7
+    assert _assigned_iou(scene, cluster, decomposition, assignment, "handle", KNIFE_HANDLE) > 0.7
+
+
+def test_flower_splits_into_stem_and_blossom(scene, geometry):
+    _, _, clusters = geometry
+    cluster = _cluster_of(clusters, scene, 3)
+    decomposition = decompose(cluster)
+    shapes = {p.shape for p in decomposition.parts}
+    assert "rod" in shapes, decomposition.describe()
+    assignment = assign_parts(load_knowledge_base().objects["flower"], decomposition)
+    assert _assigned_iou(scene, cluster, decomposition, assignment, "stem", FLOWER_STEM) > 0.5
+    assert _assigned_iou(scene, cluster, decomposition, assignment, "blossom", FLOWER_HEAD) > 0.5
+
+
+def test_profile_split_finds_the_step():
+    profile = np.concatenate([np.full(10, np.log(0.02)), np.full(14, np.log(0.005))])[:, None]
+    profile = profile + np.random.default_rng(0).normal(0, 0.05, profile.shape)
+    assert split_profile(profile, np.ones(24), penalty=1.0, min_len=3, max_parts=4) == [(0, 10), (10, 24)]
+    flat = np.random.default_rng(1).normal(0, 0.05, (24, 1))
+    assert split_profile(flat, np.ones(24), penalty=1.0, min_len=3, max_parts=4) == [(0, 24)]
+
+
+def test_colour_names():
+    pixels = np.array([[200, 30, 35], [30, 80, 200], [40, 160, 60], [25, 25, 28], [235, 235, 230], [128, 128, 132]], np.uint8)
+    names = [["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "grey"][0]]
+    from partseg_ros.language.text import COLOUR_WORDS
+
+    names = [COLOUR_WORDS[i] for i in name_pixels(pixels)]
+    assert names == ["red", "blue", "green", "black", "white", "grey"]
+    assert dominant_colour(colour_histogram(np.repeat(pixels[1:2], 10, axis=0))) == "blue"

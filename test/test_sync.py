@@ -1,0 +1,141 @@
+"""The approximate-time synchroniser, without DDS."""
+
+import numpy as np
+import pytest
+
+from partseg_ros.ros.sync import (
+    FUTURE_STAMP,
+    OUT_OF_ORDER,
+    QUEUE_OVERFLOW,
+    UNMATCHED,
+    ApproximateTimeSync,
+)
+
+MS = 1_000_000
+
+
+def make(slop_ms=10, queue_size=10, future_ms=None):
+    out = []
+    sync = ApproximateTimeSync(
+        ["color", "depth", "info"],
+        slop_ns=slop_ms * MS,
+        queue_size=queue_size,
+        future_tolerance_ns=None if future_ms is None else future_ms * MS,
+        on_match=out.append,
+    )
+    return sync, out
+
+
+def test_identical_stamps_pair_in_any_arrival_order():
+    sync, out = make()
+    for t in (100, 133, 166):
+        for stream in ("depth", "info", "color"):
+            assert sync.add(stream, t * MS, f"{stream}@{t}") is None
+    assert [s.messages for s in out] == [
+        ("color@100", "depth@100", "info@100"),
+        ("color@133", "depth@133", "info@133"),
+        ("color@166", "depth@166", "info@166"),
+    ]
+    assert sum(sync.drops.values()) == 0
+
+
+def test_jitter_within_slop_pairs_and_beyond_slop_drops():
+    sync, out = make(slop_ms=10)
+    sync.add("color", 100 * MS, "c100")
+    sync.add("info", 100 * MS, "i100")
+    sync.add("depth", 104 * MS, "d104")  # 4 ms apart: a set
+    assert len(out) == 1 and out[0].spread_ns == 4 * MS
+
+    sync.add("color", 133 * MS, "c133")
+    sync.add("info", 133 * MS, "i133")
+    sync.add("depth", 160 * MS, "d160")  # 27 ms after: colour/info 133 are dead
+    assert len(out) == 1
+    assert sync.drops[UNMATCHED] == 2
+    assert sync.drops[f"{UNMATCHED}:color"] == 1
+    sync.add("color", 166 * MS, "c166")
+    sync.add("info", 166 * MS, "i166")
+    assert [m for m in out[-1].messages] == ["c166", "d160", "i166"]
+
+
+def test_lagging_stream_takes_closest_partner_and_drops_older():
+    sync, out = make(slop_ms=10)
+    for t in (100, 133, 166):
+        sync.add("color", t * MS, f"c{t}")
+        sync.add("info", t * MS, f"i{t}")
+    sync.add("depth", 167 * MS, "d167")
+    assert len(out) == 1
+    assert out[0].messages == ("c166", "d167", "i166")
+    assert sync.drops[UNMATCHED] == 4  # colour and info at 100 and 133
+
+
+def test_queue_is_bounded_and_overflow_counted():
+    sync, out = make(queue_size=3)
+    for k in range(5):
+        sync.add("color", (100 + 33 * k) * MS, k)
+    assert sync.pending("color") == 3
+    assert sync.drops[QUEUE_OVERFLOW] == 2
+    assert not out
+
+
+def test_out_of_order_duplicate_and_future_stamps_are_refused():
+    sync, out = make(future_ms=50)
+    now = 1_000 * MS
+    assert sync.add("color", 500 * MS, "a", now_ns=now) is None
+    assert sync.add("color", 400 * MS, "b", now_ns=now) == OUT_OF_ORDER
+    assert sync.add("color", 500 * MS, "dup", now_ns=now) == OUT_OF_ORDER
+    assert sync.add("color", 1_100 * MS, "future", now_ns=now) == FUTURE_STAMP
+    assert sync.add("color", 1_040 * MS, "near future is fine", now_ns=now) is None
+    assert sync.pending("color") == 2
+
+
+def test_reset_accepts_time_going_back():
+    sync, out = make()
+    sync.add("color", 500 * MS, "a")
+    sync.reset()
+    assert sync.add("color", 100 * MS, "b") is None
+
+
+def test_random_streams_never_emit_wide_or_reused_sets():
+    """Three 30 Hz streams with jitter, random drop-outs and interleaving."""
+    rng = np.random.default_rng(7)
+    slop = 8 * MS
+    sync, out = make(slop_ms=8, queue_size=6)
+    events = []
+    for k in range(400):
+        base = k * 33 * MS
+        for stream, jitter in (("color", 0), ("depth", 3), ("info", 1)):
+            if rng.random() < 0.1:
+                continue  # lost frame
+            stamp = base + int(rng.integers(-jitter * MS, jitter * MS + 1))
+            arrival = stamp + int(rng.integers(0, 20 * MS))
+            events.append((arrival, stream, stamp))
+    # Per-stream delivery stays in order (DDS keeps writer order); streams interleave.
+    events.sort()
+    last = {}
+    for _, stream, stamp in events:
+        if last.get(stream, -1) >= stamp:
+            continue
+        last[stream] = stamp
+        sync.add(stream, stamp, (stream, stamp))
+    assert len(out) > 250
+    seen = set()
+    previous = -1
+    for s in out:
+        assert s.spread_ns <= slop
+        assert [m[0] for m in s.messages] == ["color", "depth", "info"]
+        for m in s.messages:
+            assert m not in seen
+            seen.add(m)
+        assert min(s.stamps_ns) > previous
+        previous = max(s.stamps_ns)
+        # Same frame index for all three: the pairing is exact when slop < half a period.
+        assert len({round(st / (33 * MS)) for st in s.stamps_ns}) == 1
+
+
+def test_bad_construction_is_refused():
+    with pytest.raises(ValueError):
+        ApproximateTimeSync(["a", "a"], slop_ns=1)
+    with pytest.raises(ValueError):
+        ApproximateTimeSync(["a"], slop_ns=-1)
+    with pytest.raises(ValueError):
+        ApproximateTimeSync(["a"], slop_ns=1, queue_size=0)
