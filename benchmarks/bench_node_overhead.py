@@ -107,7 +107,7 @@ def over_dds(args, view, instruction: str, visuals: bool) -> dict[str, float]:
         probe.create_subscription(msg_type, f"/partseg/{key}", count(key), reliable)
     probe.create_subscription(DiagnosticArray, "/diagnostics",
                               lambda m: diagnostics.append(diagnostics_to_dict(m) or {}), reliable)
-    ns = "/camera/camera"
+    ns = "/camera"  # the node's default camera namespace
     color_pub = probe.create_publisher(Image, f"{ns}/color/image_raw", qos_profile_sensor_data)
     depth_pub = probe.create_publisher(Image, f"{ns}/aligned_depth_to_color/image_raw", qos_profile_sensor_data)
     info_pub = probe.create_publisher(CameraInfo, f"{ns}/color/camera_info", qos_profile_sensor_data)

@@ -36,7 +36,7 @@ from partseg_ros.types import CameraIntrinsics
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILE = ROOT / "config" / "partseg.yaml"
-CAMERA_NS = "/camera/camera"
+CAMERA_NS = "/camera"  # the node's default camera namespace
 OPTICAL_FRAME = "camera_color_optical_frame"
 INSTRUCTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -219,3 +219,10 @@ def test_sam3_text_prompt_segmenter_option(tmp_path):
         assert (inst.mask & hint).any() and inst.mask.sum() <= 0.9 * hint.sum()
     no_obj = backend.ground(GroundingRequest(_rgb(9), "pick up the mug by its handle"))
     _check_instances(no_obj)
+
+
+def test_phrases_come_from_the_language_resolver_when_it_names_an_object():
+    from partseg_ros.backends.grounded_sam.phrases import instruction_phrases
+
+    phrases = instruction_phrases("pick up the mug by its handle")
+    assert (phrases.object_phrase, phrases.part_phrase, phrases.source) == ("mug", "handle", "language resolver")

@@ -278,6 +278,8 @@ def test_grasp_region_message_matches_geometry_and_markers_follow():
     assert np.allclose(points.mean(axis=0), region.centroid, atol=1e-4)
     assert msg.centroid_pose.position.z == pytest.approx(0.56, abs=2e-3)
     assert msg.approach_direction.z < -0.9  # facing the camera
+    closing = np.array([msg.closing_axis.x, msg.closing_axis.y, msg.closing_axis.z])
+    assert np.allclose(closing, region.closing_axis, atol=1e-6) and abs(np.linalg.norm(closing) - 1) < 1e-6
     assert (colors == 200).all()
     array = messages.grasp_region_array_msg(header, "x", [msg])
     markers = messages.markers_msg(array)

@@ -25,6 +25,8 @@ pytestmark = pytest.mark.slow
 
 SCENE, VIEW, SEED = "kitchen", 0, 0
 
+REALSENSE_NS = "/camera/camera"  # realsense2_camera's namespace
+
 
 @pytest.fixture(scope="module")
 def view():
@@ -51,9 +53,9 @@ def system(view, tmp_path_factory):
     params_file.write_text(yaml.safe_dump(params))
     bringup = NodeProcess([
         sys.executable, "-m", "partseg_ros.ros.bringup", "--loopback",
-        f"backend:={BACKEND}", "device:=cpu", "camera_namespace:=/camera/camera", f"params_file:={params_file}",
+        f"backend:={BACKEND}", "device:=cpu", f"camera_namespace:={REALSENSE_NS}", f"params_file:={params_file}",
     ])
-    probe = Probe()
+    probe = Probe(camera_ns=REALSENSE_NS)  # a non-default namespace, passed as a bringup argument
     try:
         probe.wait_connected(timeout=180)
         yield bringup, probe

@@ -81,3 +81,15 @@ def test_empty_table_gives_no_target(backend):
     result = backend.ground(GroundingRequest(empty.rgb, "pick up the mug", empty.depth_m, empty.intrinsics))
     assert result.no_target
     assert not np.any(result.union_mask(empty.depth_m.shape))
+
+
+def test_odd_image_size_keeps_the_input_resolution(backend, scene):
+    from partseg_ros.types import CameraIntrinsics
+
+    k = scene.intrinsics
+    cropped = CameraIntrinsics(k.fx, k.fy, k.cx, k.cy, k.width - 1, k.height - 1)
+    rgb = np.ascontiguousarray(scene.rgb[:-1, :-1])
+    result = backend.ground(GroundingRequest(rgb, "give the flower", scene.depth_m[:-1, :-1], cropped))
+    assert result.instances and result.instances[0].mask.shape == rgb.shape[:2]
+    truth = scene.part_ids[:-1, :-1] == FLOWER_STEM
+    assert _iou(result.instances[0].mask, truth) > 0.5

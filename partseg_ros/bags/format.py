@@ -13,6 +13,8 @@ from pathlib import Path
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from partseg_ros.resources import package_share_subdir
+
 COLOR_TOPIC = "/camera/color/image_raw"
 DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
 CAMERA_INFO_TOPIC = "/camera/color/camera_info"
@@ -52,18 +54,7 @@ PARTSEG_MESSAGES = ("PartInstance", "PartSegmentation", "GraspRegion", "GraspReg
 
 def msg_dir() -> Path:
     """partseg's msg/ folder: the source tree, else share/partseg/msg of an installed package."""
-    source = Path(__file__).resolve().parents[2] / "msg"
-    if (source / "TaskGroundTruth.msg").is_file():
-        return source
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("partseg")) / "msg"
-    except Exception as exc:  # noqa: BLE001 - any failure means "not installed"
-        raise FileNotFoundError(
-            "cannot find partseg's msg/ folder: run from the source tree or source a workspace where "
-            "partseg is installed (AMENT_PREFIX_PATH)"
-        ) from exc
+    return package_share_subdir("msg", "TaskGroundTruth.msg")
 
 
 @lru_cache(maxsize=1)

@@ -12,23 +12,14 @@ import os
 from pathlib import Path
 from typing import Mapping, Optional
 
+from partseg_ros.resources import package_share_subdir
+
 PROFILE_NAME = "fastdds_localhost.xml"
 
 
 def config_dir() -> Path:
     """The package's config/ folder: the source tree, or share/partseg/config when installed."""
-    source = Path(__file__).resolve().parents[2] / "config"
-    if (source / PROFILE_NAME).is_file():
-        return source
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("partseg")) / "config"
-    except Exception as exc:  # noqa: BLE001 - any failure means "not installed"
-        raise FileNotFoundError(
-            "cannot find partseg's config/ folder: run from the source tree or source a ROS workspace "
-            "where partseg is installed (AMENT_PREFIX_PATH)"
-        ) from exc
+    return package_share_subdir("config", PROFILE_NAME)
 
 
 def loopback_environment(domain_id: Optional[int] = None, base: Optional[Mapping[str, str]] = None) -> dict[str, str]:

@@ -115,6 +115,7 @@ def grasp_region_msg(
     msg.box_size = _vector3(region.extents)
     msg.approach_direction = _vector3(region.approach)
     msg.grasp_width = float(region.grasp_width)
+    msg.closing_axis = _vector3(region.closing_axis)
     msg.num_valid_points = int(region.num_valid_points)
     msg.depth_coverage = float(region.depth_coverage)
     msg.quality = float(region.quality)

@@ -21,12 +21,7 @@ import numpy as np
 
 from partseg_ros.backends.base import PartGroundingBackend
 from partseg_ros.backends.checkpoints import resolve_checkpoint
-from partseg_ros.backends.grounded_sam.detectors import (
-    DETECTORS,
-    Detection,
-    OpenVocabularyDetector,
-    detector_kind_for,
-)
+from partseg_ros.backends.grounded_sam.detectors import DETECTORS, OpenVocabularyDetector, detector_kind_for
 from partseg_ros.backends.grounded_sam.phrases import InstructionPhrases, instruction_phrases
 from partseg_ros.backends.runtime import (
     RuntimeProfile,
@@ -150,7 +145,7 @@ class GroundedSamBackend(PartGroundingBackend):
         with watch.span("total"):
             with watch.span("language"):
                 phrases = instruction_phrases(request.instruction)
-            rgb, scale = bound_image(request.rgb, self.runtime.max_input_side)
+            rgb, _ = bound_image(request.rgb, self.runtime.max_input_side)
             hint = None
             if request.object_mask_hint is not None:
                 hint = resize_mask(request.object_mask_hint, rgb.shape[0], rgb.shape[1])
@@ -158,6 +153,7 @@ class GroundedSamBackend(PartGroundingBackend):
             for inst in instances:
                 inst.mask = resize_mask(inst.mask, height, width)
                 inst.box = mask_box(inst.mask)
+        explanation += f" [object '{phrases.object_phrase}', part '{phrases.part_phrase}' from the {phrases.source}]"
         return GroundingResult(instances, self.name, phrases.object_phrase, phrases.part_phrase, explanation, watch.timings_ms)
 
     def _ground_phrases(self, rgb: np.ndarray, phrases: InstructionPhrases, hint: Optional[np.ndarray],
@@ -262,4 +258,4 @@ def _box_mask(shape: tuple[int, int], box) -> np.ndarray:
     return mask
 
 
-__all__ = ["GroundedSamBackend", "Detection", "DEFAULT_DETECTOR", "DEFAULT_SAM"]
+__all__ = ["GroundedSamBackend", "DEFAULT_DETECTOR", "DEFAULT_SAM", "DEFAULT_SAM3"]

@@ -32,7 +32,7 @@ class InstructionPhrases:
 
     object_phrase: str
     part_phrase: str
-    source: str  # "language" (partseg_ros.language) or "fallback parser"
+    source: str  # "language resolver" (partseg_ros.language) or "fallback parser"
 
 
 def instruction_phrases(instruction: str, visible_objects: Optional[Sequence[str]] = None) -> InstructionPhrases:
@@ -60,7 +60,8 @@ def _from_language_module(instruction: str, visible_objects: Optional[Sequence[s
         return None
     object_phrase = resolution.object_phrase or resolution.object_name or resolution.kb_object
     part_phrase = resolution.part_name or resolution.named_part
-    return InstructionPhrases(object_phrase.replace("_", " ").strip(), part_phrase.replace("_", " ").strip(), "language")
+    return InstructionPhrases(object_phrase.replace("_", " ").strip(), part_phrase.replace("_", " ").strip(),
+                              "language resolver")
 
 
 def _content_words(words: Sequence[str]) -> list[str]:

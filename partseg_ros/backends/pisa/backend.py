@@ -14,9 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
-
-from partseg_ros.backends.base import CheckpointNotFoundError, PartGroundingBackend
+from partseg_ros.backends.base import PartGroundingBackend
 from partseg_ros.backends.checkpoints import resolve_checkpoint
 from partseg_ros.backends.runtime import (
     ComputeCache,
@@ -143,10 +141,12 @@ class PisaBackend(PartGroundingBackend):
         watch = Stopwatch(self.runtime.device)
         height, width = request.image_size
         with torch.inference_mode(), watch.span("total"):
+            with watch.span("labels"):
+                object_label, part_label = _labels_for(request.instruction)
             with watch.span("preprocess"):
                 rgb, _ = bound_image(request.rgb, self.runtime.max_input_side)
                 prepared = model.prepare_image(rgb, self._input_size())
-                prepared.input_hw = (height, width)
+                prepared.input_hw = (height, width)  # masks go straight back to the request's resolution
             reused_image = reused_text = True
 
             def encode_image():
@@ -174,7 +174,6 @@ class PisaBackend(PartGroundingBackend):
 
         reuse = ", ".join(n for n, r in (("image embedding", reused_image), ("instruction state", reused_text)) if r)
         note = f" (reused cached {reuse})" if reuse else ""
-        object_label, part_label = _labels_for(request.instruction)
         if not mask.any() or score < self.min_score:
             why = "no pixel above the mask threshold" if not mask.any() else f"score {score:.2f} below {self.min_score}"
             return GroundingResult([], self.name, object_label, part_label, f"PISA found no target: {why}{note}", watch.timings_ms)
@@ -186,7 +185,7 @@ class PisaBackend(PartGroundingBackend):
 
 
 def _labels_for(instruction: str) -> tuple[str, str]:
-    """Object and part names for the result's labels; PISA itself only outputs a mask."""
+    """Object and part names for the result's labels (from the language module); PISA itself only outputs a mask."""
     try:
         from partseg_ros.backends.grounded_sam.phrases import instruction_phrases
     except ImportError:  # pragma: no cover - same package
@@ -195,4 +194,4 @@ def _labels_for(instruction: str) -> tuple[str, str]:
     return phrases.object_phrase, phrases.part_phrase
 
 
-__all__ = ["PisaBackend", "CheckpointNotFoundError", "DEFAULT_BACKBONE", "DEFAULT_LANGUAGE_MODEL"]
+__all__ = ["PisaBackend", "DEFAULT_BACKBONE", "DEFAULT_LANGUAGE_MODEL"]

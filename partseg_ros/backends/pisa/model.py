@@ -13,6 +13,11 @@ is trained; backbone and language model stay frozen.
 The <SEG> slot's input embedding is a head parameter injected at the end of
 the prompt instead of a new vocabulary entry, so the language model and its
 tokenizer load unchanged and every learned weight lives in the head file.
+
+One deliberate difference from LISA: LISA's LLaVA also reads CLIP image
+tokens, while this language model reads only the instruction. The image
+reaches the mask through the decoder's cross-attention on DINOv2 features,
+and the <SEG> state can be cached per instruction across frames.
 """
 
 from __future__ import annotations

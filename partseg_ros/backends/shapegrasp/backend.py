@@ -46,6 +46,35 @@ def _subsample(request: GroundingRequest, stride: int) -> tuple[np.ndarray, np.n
     return depth, rgb, scaled
 
 
+def _keep_thin_structures(depth_s: np.ndarray, rgb_s: np.ndarray, request: GroundingRequest, plane: TablePlane,
+                          stride: int, min_height_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Subsampled depth/colour where each block shows its highest point above the table.
+
+    Plain subsampling keeps one pixel per stride x stride block and loses
+    anything thinner than the stride (a glass stem, a lollipop stick); taking
+    the block's pixel that stands highest above the table keeps them.
+    """
+    full_h, full_w = request.image_size
+    h, w = full_h // stride, full_w // stride  # whole blocks only; a ragged last row/column keeps its sample
+    full_depth = request.depth_m[: h * stride, : w * stride]
+    points = backproject(full_depth, request.intrinsics)
+    with np.errstate(invalid="ignore"):
+        height = np.where(np.isfinite(full_depth), points @ plane.normal + plane.offset, -np.inf)
+    blocks = height.reshape(h, stride, w, stride).transpose(0, 2, 1, 3).reshape(h, w, stride * stride)
+    best = np.argmax(blocks, axis=2)
+    best_height = np.take_along_axis(blocks, best[..., None], axis=2)[..., 0]
+    replace = (best_height > min_height_m) & ~(np.nan_to_num(blocks[..., 0], neginf=-1.0) > min_height_m)
+    if not replace.any():
+        return depth_s, rgb_s
+    rows, cols = np.nonzero(replace)
+    dr, dc = np.divmod(best[rows, cols], stride)
+    depth_s, rgb_s = depth_s.copy(), rgb_s.copy()
+    # The replacing pixel is up to stride-1 pixels off the sample position: a sub-block shift, kept for its depth.
+    depth_s[rows, cols] = request.depth_m[rows * stride + dr, cols * stride + dc]
+    rgb_s[rows, cols] = request.rgb[rows * stride + dr, cols * stride + dc]
+    return depth_s, rgb_s
+
+
 def _to_full_resolution(mask: np.ndarray, request: GroundingRequest, plane: TablePlane, stride: int) -> np.ndarray:
     """Nearest-neighbour upsampling, then full-resolution pixels that lie on the table plane are dropped."""
     h, w = request.image_size
@@ -124,9 +153,13 @@ class ShapeGraspBackend(PartGroundingBackend):
         depth, rgb, intrinsics = _subsample(request, stride)
         points = backproject(depth, intrinsics)
         plane = fit_table_plane(points)
-        lap("table")
         if plane is None:
+            lap("table")
             return self._empty(resolution, "no table plane found in the depth image", timings)
+        if stride > 1:
+            depth, rgb = _keep_thin_structures(depth, rgb, request, plane, stride, self.segmentation_config.min_height_m)
+            points = backproject(depth, intrinsics)
+        lap("table")
         if request.object_mask_hint is not None:
             hint = request.object_mask_hint.astype(bool)[::stride, ::stride]
             cluster = cluster_from_mask(hint, points, rgb, plane)
