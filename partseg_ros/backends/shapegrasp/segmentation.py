@@ -30,7 +30,8 @@ class SegmentationConfig:
     table_margin_m: float = 0.04  # objects must stand within the table's extent plus this
     colour_sigmas: float = 6.0  # flat objects differ from the table colour by this many table spreads
     min_chroma_step: float = 0.025  # and by at least this much chromaticity
-    brightness_step: float = 0.3  # or are this much brighter than the table
+    brightness_step: float = 0.3  # or are this much brighter than the table nearby
+    brightness_window: int = 41  # pixels (of the processed grid) over which the table's brightness is averaged
     depth_jump_rel: float = 0.025  # neighbours further apart than this fraction of depth are not linked
     depth_jump_abs_m: float = 0.008
     min_pixels: int = 60
@@ -71,6 +72,22 @@ def _chromaticity(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x[..., :2] / total[..., None], total / (3.0 * 256.0)
 
 
+def local_table_brightness(bright: np.ndarray, table_like: np.ndarray, window: int) -> np.ndarray:
+    """Brightness of the table around each pixel (normalised box average over table pixels only).
+
+    Lighting falls off across a table: one global brightness makes the lit
+    far side "brighter than the table" and turns it into a flat object, so
+    brightness is compared with the table's own brightness nearby.
+    """
+    weight = table_like.astype(np.float32)
+    total = ndimage.uniform_filter(bright.astype(np.float32) * weight, size=window, mode="nearest")
+    count = ndimage.uniform_filter(weight, size=window, mode="nearest")
+    global_level = float(np.median(bright[table_like])) if table_like.any() else float(np.median(bright))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        local = np.where(count > 0.05, total / np.maximum(count, 1e-6), global_level)
+    return local
+
+
 def flat_object_pixels(rgb: np.ndarray, near_plane: np.ndarray, table_like: np.ndarray, config: "SegmentationConfig") -> np.ndarray:
     """Pixels near the plane whose colour is not the table's.
 
@@ -86,7 +103,7 @@ def flat_object_pixels(rgb: np.ndarray, near_plane: np.ndarray, table_like: np.n
     spread = np.median(np.abs(table_chroma - centre), axis=0) * 1.4826 + 1e-3
     z = np.abs(chroma - centre) / spread
     different = (z.max(axis=-1) > config.colour_sigmas) & (np.abs(chroma - centre).max(axis=-1) > config.min_chroma_step)
-    table_bright = float(np.median(bright[table_like][::step]))
+    table_bright = local_table_brightness(bright, table_like, config.brightness_window)
     brighter = bright > table_bright * (1.0 + config.brightness_step)
     darker = bright < table_bright * (1.0 - 2.5 * config.brightness_step)  # much darker than any soft shadow
     return near_plane & (different | brighter | darker)
