@@ -38,6 +38,7 @@ step "partseg_ros (editable)"
 step "Interfaces (msg/, srv/) with rosidl against the ROS 2 wheels"
 export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 BUILD=$ROOT/build/interfaces
+mkdir -p "$BUILD"
 cmake -S "$ROOT" -B "$BUILD" -Wno-dev \
   -DPARTSEG_INSTALL_PYTHON=OFF -DBUILD_TESTING=OFF \
   -DCMAKE_BUILD_TYPE=Release \
