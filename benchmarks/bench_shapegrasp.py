@@ -96,8 +96,11 @@ def main() -> None:
                 )
                 per_scene[scene].append((success, metrics.mask_selection_success(iou), ceiling))
                 if args.verbose:
+                    # Share of the predicted mask on the target object(s): tells a wrong object from a wrong part.
+                    on_object = float((pred & view.object_mask(task.target_object_ids)).sum()) / max(int(pred.sum()), 1)
                     print(f"  {scene}/{view_index} {task.instruction!r}: {result.object_label}.{result.part_label} "
-                          f"iou={iou:.2f} grasp_on_part={on_part} {'OK' if success else 'FAIL'}")
+                          f"iou={iou:.2f} on_object={on_object:.0%} grasp_on_part={on_part} "
+                          f"{'OK' if success else 'FAIL'}")
                     if not success:
                         print("     ", result.explanation[:600])
 

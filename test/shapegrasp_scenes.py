@@ -55,14 +55,14 @@ def mug(object_id: int, x: float, y: float, yaw: float, colour=(0.05, 0.1, 0.7))
     return [_mesh(body, object_id, MUG_BODY, colour, pose), _mesh(handle, object_id, MUG_HANDLE, colour, pose)]
 
 
-def knife(object_id: int, x: float, y: float, yaw: float) -> list[LabelledMesh]:
-    """A flat 12 cm steel blade and a thicker 10 cm black handle, lying on the table."""
+def knife(object_id: int, x: float, y: float, yaw: float, blade_m: float = 0.12, handle_m: float = 0.10) -> list[LabelledMesh]:
+    """A flat steel blade (12 cm by default) and a thicker black handle (10 cm), lying on the table."""
     import open3d as o3d
 
-    blade = o3d.geometry.TriangleMesh.create_box(0.12, 0.025, 0.003)
+    blade = o3d.geometry.TriangleMesh.create_box(blade_m, 0.025, 0.003)
     blade.translate((0.0, -0.0125, 0.004))
-    handle = o3d.geometry.TriangleMesh.create_box(0.10, 0.022, 0.022)
-    handle.translate((-0.10, -0.011, 0.0))
+    handle = o3d.geometry.TriangleMesh.create_box(handle_m, 0.022, 0.022)
+    handle.translate((-handle_m, -0.011, 0.0))
     pose = _pose(x, y, 0.0, yaw)
     return [
         _mesh(blade, object_id, KNIFE_BLADE, (0.6, 0.6, 0.62), pose),
@@ -122,3 +122,9 @@ def kitchen_scene(seed: int = 0, noisy: bool = True) -> SyntheticView:
     """Table with a blue mug (object 1), a knife (object 2) and a flower (object 3)."""
     meshes = [table()] + mug(1, -0.15, 0.05, 0.6) + knife(2, 0.05, -0.08, 0.3) + flower(3, 0.12, 0.16, -0.4)
     return render(meshes, seed=seed, noisy=noisy)
+
+
+def two_knives_scene(seed: int = 0) -> SyntheticView:
+    """A long bread knife (object 1, 36 cm) and a short cutter (object 2, 15 cm) side by side."""
+    meshes = [table()] + knife(1, 0.02, -0.08, 0.1, blade_m=0.23, handle_m=0.13) + knife(2, 0.0, 0.1, -0.2, blade_m=0.06, handle_m=0.09)
+    return render(meshes, seed=seed)

@@ -47,6 +47,39 @@ class PartEntry:
         return (self.name,) + self.synonyms
 
 
+def _word_stem(word: str) -> str:
+    """Crude singular ("boxes" -> "box", "steaks" -> "steak"; irregular plurals are not handled): enough to match a
+    noun list."""
+    word = word.lower()
+    if word.endswith("es") and word[:-2].endswith(("x", "s", "ch", "sh")):
+        return word[:-2]
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
+
+
+@dataclass(frozen=True)
+class ObjectVariant:
+    """A named kind of an object with its own typical size and the things it is meant for.
+
+    Several knives may lie side by side; "cut the bread" wants the long one
+    and "cut the box" the short cutter. When the instruction names the
+    variant or one of its patients, the variant's size ranks the objects in
+    view that look equally like the object.
+    """
+
+    name: str
+    size_m: tuple[float, float]
+    patients: tuple[str, ...] = ()  # nouns the variant is used on ("bread", "loaf")
+    width_m: Optional[tuple[float, float]] = None
+
+    def serves(self, patient: str) -> Optional[str]:
+        """Why this variant suits the patient noun ("cut the bread"), or None."""
+        patient_words = {_word_stem(w) for w in patient.lower().split()}
+        for noun in self.patients:
+            if _word_stem(noun) in patient_words:
+                return f"a {self.name} is the kind used on {noun}"
+        return None
+
+
 @dataclass(frozen=True)
 class ObjectEntry:
     name: str
@@ -57,10 +90,26 @@ class ObjectEntry:
     parts: tuple[PartEntry, ...]  # in order of preference for a plain grasp
     uses: tuple[str, ...] = ()  # actions the object is made for
     height_m: Optional[tuple[float, float]] = None  # above the table in its usual resting pose
+    # Second-largest extent (across the longest one): the same whether the object stands or lies,
+    # so it tells a slim bottle from a wide saucepan of the same length.
+    width_m: Optional[tuple[float, float]] = None
+    variants: tuple[ObjectVariant, ...] = ()
 
     @property
     def phrases(self) -> tuple[str, ...]:
         return (self.name,) + self.synonyms + self.kinds
+
+    def variant_for(self, phrase: str, patient: str) -> tuple[Optional[ObjectVariant], str]:
+        """The variant the instruction asks for (by name first, then by what it acts on) and why."""
+        phrase_words = {_word_stem(w) for w in phrase.lower().split()}
+        for variant in self.variants:
+            if phrase and all(_word_stem(w) in phrase_words for w in variant.name.lower().split()):
+                return variant, f"the instruction names a {variant.name}"
+        for variant in self.variants:
+            why = variant.serves(patient)
+            if why:
+                return variant, why
+        return None, ""
 
     def part(self, name: str) -> Optional[PartEntry]:
         for part in self.parts:
@@ -191,6 +240,18 @@ def _parse_part(name: str, spec: dict, part_synonyms: dict[str, tuple[str, ...]]
     )
 
 
+def _parse_variant(name: str, spec: dict) -> ObjectVariant:
+    if "size_m" not in spec:
+        raise ValueError(f"variant {name!r} needs size_m")
+    width = spec.get("width_m")
+    return ObjectVariant(
+        name=str(name),
+        size_m=(float(spec["size_m"][0]), float(spec["size_m"][1])),
+        patients=_as_tuple(spec.get("for")),
+        width_m=(float(width[0]), float(width[1])) if width else None,
+    )
+
+
 def parse_knowledge_base(data: dict, source: str = "") -> KnowledgeBase:
     """Typed knowledge base from the YAML structure; raises ValueError on inconsistent entries."""
     affordances = {str(k): str(v) for k, v in (data.get("affordances") or {}).items()}
@@ -226,6 +287,8 @@ def parse_knowledge_base(data: dict, source: str = "") -> KnowledgeBase:
             parts=parts,
             uses=_as_tuple(spec.get("uses")),
             height_m=(float(spec["height_m"][0]), float(spec["height_m"][1])) if spec.get("height_m") else None,
+            width_m=(float(spec["width_m"][0]), float(spec["width_m"][1])) if spec.get("width_m") else None,
+            variants=tuple(_parse_variant(v, vs or {}) for v, vs in (spec.get("variants") or {}).items()),
         )
     return KnowledgeBase(objects=objects, actions=actions, affordances=affordances, source=source)
 

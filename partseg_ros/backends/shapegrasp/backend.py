@@ -11,7 +11,7 @@ reasons that produced it.
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 from scipy import ndimage
@@ -23,7 +23,14 @@ from partseg_ros.backends.shapegrasp.decomposition import (
     ambiguous_posture,
     decompose,
 )
-from partseg_ros.backends.shapegrasp.matching import ObjectFit, range_fit, colour_fit, object_fit, score_part
+from partseg_ros.backends.shapegrasp.matching import (
+    ObjectFit,
+    colour_fit,
+    object_fit,
+    range_fit,
+    score_part,
+    variant_fit,
+)
 from partseg_ros.backends.shapegrasp.segmentation import (
     ObjectCluster,
     SegmentationConfig,
@@ -91,6 +98,19 @@ def _to_full_resolution(mask: np.ndarray, request: GroundingRequest, plane: Tabl
         on_table = np.isfinite(z) & (plane.height(points) < 0.003)
     full[rows[on_table], cols[on_table]] = False
     return full
+
+
+class ScoredChoice(NamedTuple):
+    """One (object in view, knowledge-base candidate) pairing with its score before the kind term."""
+
+    cluster: ObjectCluster
+    decomposition: Decomposition
+    candidate: Candidate
+    fit: ObjectFit
+    colour: float
+    posterior: float
+    cluster_no: int
+    score: float
 
 
 def _softmax_share(score: float, rivals: list[float], sharpness: float = 8.0) -> float:
@@ -220,7 +240,7 @@ class ShapeGraspBackend(PartGroundingBackend):
 
     def _choose_object(self, resolution: InstructionResolution, clusters: list[ObjectCluster],
                        readings: list[list[Decomposition]], oracle: bool):
-        """Best (cluster, candidate) by prior x recognition x colour agreement; None when nothing fits.
+        """Best (cluster, candidate) by prior x recognition x colour x kind agreement; None when nothing fits.
 
         Recognition mixes the absolute fit of the cluster to the requested
         object with how much better it fits that object than the other
@@ -229,9 +249,14 @@ class ShapeGraspBackend(PartGroundingBackend):
         """
         colours = list(resolution.object_attributes.get("colours") or [])
         kb = self.reasoner.kb
-        best = None
         candidates = self._candidates(resolution)
-        for cluster, options in zip(clusters, readings):
+        # A named kind ("bread knife") or the thing acted on ("cut the bread") narrows the expected size.
+        variants = {
+            c.object_name: kb.objects[c.object_name].variant_for(resolution.object_phrase, resolution.patient)
+            for c in candidates
+        }
+        scored: list[ScoredChoice] = []
+        for cluster_no, (cluster, options) in enumerate(zip(clusters, readings)):
             colour = colour_fit(colours, cluster.colour_hist)
             fits: dict[str, tuple[ObjectFit, Decomposition]] = {}
             for candidate in candidates:
@@ -246,11 +271,13 @@ class ShapeGraspBackend(PartGroundingBackend):
                 recognition = 0.5 * fit.score + 0.5 * posterior
                 colour_term = 1.0 if not colours else 0.3 + 0.7 * colour
                 score = recognition * (0.5 + 0.5 * candidate.score) * colour_term
-                if best is None or score > best[-1]:
-                    best = (cluster, decomposition, candidate, fit, colour, posterior, score)
-        if best is None:
+                scored.append(ScoredChoice(cluster, decomposition, candidate, fit, colour, posterior, cluster_no, score))
+        if not scored:
             return None
-        cluster, decomposition, candidate, fit, colour, posterior, score = best
+        kind_terms = self._kind_terms(scored, variants, readings)
+        best = max(zip(scored, kind_terms), key=lambda t: t[0].score * t[1])
+        (cluster, decomposition, candidate, fit, colour, posterior, _, score), kind_term = best
+        score *= kind_term
         if not oracle:
             if fit.score < self.min_object_fit:
                 return None
@@ -258,20 +285,62 @@ class ShapeGraspBackend(PartGroundingBackend):
                 return None
         reasons = [f"object {cluster.index} chosen as the {candidate.object_name} "
                    f"(fit {fit.score:.2f}, {posterior:.0%} against other objects)"]
+        variant, variant_reason = variants[candidate.object_name]
+        if variant is not None:
+            sized = ("its size fits that kind best among the likely ones in view" if kind_term > 0.97
+                     else "another likely object is closer to that kind's size" if kind_term < 1.0
+                     else "no likely object in view clearly has that kind's size")
+            reasons.append(f"{variant_reason}, so a {variant.name} is looked for: {sized}")
         reasons += fit.reasons
         if colours:
             reasons.append(f"{' and '.join(colours)} covers {colour:.0%} of it")
         return cluster, decomposition, candidate, fit, reasons, score
 
-    def _rival_scores(self, options: list[Decomposition], exclude: set[str], keep: int = 5) -> list[float]:
+    @staticmethod
+    def _kind_terms(scored: list[ScoredChoice], variants: dict, readings: list[list[Decomposition]],
+                    tie_share: float = 0.9, weight: float = 0.3, clear_fit: float = 0.8) -> list[float]:
+        """Factor favouring the object whose size fits the asked-for kind (a bread knife among knives).
+
+        The kind only ranks objects that are already about equally likely to be
+        the object (within ``tie_share`` of the best score for that object), only
+        when one of those clearly has the kind's size (``clear_fit``), and
+        relative to the best-sized of them: a lone steak knife is still used
+        to "cut the bread", and a knife-like flower a little longer than the
+        knife does not win on size.
+        """
+        terms = [1.0] * len(scored)
+        for name, (variant, _) in variants.items():
+            if variant is None:
+                continue
+            rows = [i for i, item in enumerate(scored) if item.candidate.object_name == name]
+            if not rows:
+                continue
+            top = max(scored[i].score for i in rows)
+            likely = [i for i in rows if scored[i].score >= tie_share * top]
+            sizes = {i: max(variant_fit(variant, d) for d in readings[scored[i].cluster_no]) for i in likely}
+            best_size = max(sizes.values())
+            if best_size < clear_fit:
+                continue  # nothing in view clearly has that kind's size: the kind cannot tell them apart
+            for i in likely:
+                terms[i] = 1.0 - weight + weight * sizes[i] / max(best_size, 1e-6)
+            for i in set(rows) - set(likely):
+                terms[i] = 1.0 - weight
+        return terms
+
+    def _rival_scores(self, options: list[Decomposition], exclude: set[str], keep: int = 8) -> list[float]:
         """Fits of the best other tabletop objects: the cheap size/posture test picks them, the full fit scores them."""
         kb = self.reasoner.kb
         longest = max(d.longest_m for d in options)
+        middle = max(d.middle_extent_m for d in options)
+        height = max(d.height_m for d in options)
         rough = []
         for entry in kb.objects.values():
             if entry.name in exclude or entry.size_m[0] > 0.5:
                 continue
+            # Every extent the knowledge base gives is used, so ties on length alone do not fall to file order.
             size = range_fit(longest, *entry.size_m)
+            size += range_fit(middle, *entry.width_m) if entry.width_m else 0.5
+            size += range_fit(height, *entry.height_m) if entry.height_m else 0.5
             posture = 1.0 if entry.posture == "any" or any(d.posture == entry.posture for d in options) else 0.4
             rough.append((size + posture, entry))
         rough.sort(key=lambda t: -t[0])

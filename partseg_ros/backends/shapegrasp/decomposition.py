@@ -86,6 +86,11 @@ class Decomposition:
     def longest_m(self) -> float:
         return max(self.height_m, self.length_m)
 
+    @property
+    def middle_extent_m(self) -> float:
+        """Second-largest of length, width and height: the same whether the object stands or lies."""
+        return float(sorted((self.height_m, self.length_m, self.width_m))[1])
+
     def describe(self) -> str:
         head = (f"{self.posture} object {self.length_m * 100:.1f} x {self.width_m * 100:.1f} cm, "
                 f"{self.height_m * 100:.1f} cm tall, {len(self.parts)} part(s)")

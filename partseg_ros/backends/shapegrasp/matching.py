@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 
 from partseg_ros.backends.shapegrasp.colour import colour_agreement
 from partseg_ros.backends.shapegrasp.decomposition import Decomposition, GeometricPart
-from partseg_ros.language.knowledge_base import ObjectEntry, PartEntry
+from partseg_ros.language.knowledge_base import ObjectEntry, ObjectVariant, PartEntry
 
 SHAPE_SIMILARITY = {
     frozenset(("rod", "cylinder")): 0.5,
@@ -139,14 +139,14 @@ class ObjectFit:
     assignment: PartAssignment
 
 
-def range_fit(value: float, lo: float, hi: float) -> float:
-    """1 inside [lo, hi], falling off with the log-ratio outside."""
+def range_fit(value: float, lo: float, hi: float, sharpness: float = 2.0) -> float:
+    """1 inside [lo, hi], falling off with the log-ratio outside (faster with a higher sharpness)."""
     if value <= 0:
         return 0.0
     if lo <= value <= hi:
         return 1.0
     ratio = lo / value if value < lo else value / hi
-    return float(np.exp(-2.0 * np.log(ratio)))
+    return float(np.exp(-sharpness * np.log(ratio)))
 
 
 def object_fit(entry: ObjectEntry, decomposition: Decomposition) -> ObjectFit:
@@ -168,7 +168,18 @@ def object_fit(entry: ObjectEntry, decomposition: Decomposition) -> ObjectFit:
             reasons.append(f"its height ({decomposition.height_m * 100:.0f} cm) is typical of a {entry.name}")
     assignment = assign_parts(entry, decomposition)
     structure = float(np.clip((1.0 + assignment.fit) / 2.0, 0.0, 1.0))
-    score = 0.3 * size + 0.2 * height + 0.15 * posture + 0.35 * structure
+    if entry.width_m is None:
+        score = 0.3 * size + 0.2 * height + 0.15 * posture + 0.35 * structure
+        return ObjectFit(score, reasons, assignment)
+    # The middle extent does not change with posture; one view sees only part of an object's depth, so the
+    # range is widened a little before it is compared.
+    middle = decomposition.middle_extent_m
+    width = range_fit(middle, entry.width_m[0] * 0.8, entry.width_m[1] * 1.2)
+    if width > 0.8:
+        reasons.append(f"its width ({middle * 100:.0f} cm) is typical of a {entry.name}")
+    else:
+        reasons.append(f"its width ({middle * 100:.0f} cm) is unusual for a {entry.name}")
+    score = 0.25 * size + 0.2 * width + 0.15 * height + 0.1 * posture + 0.3 * structure
     return ObjectFit(score, reasons, assignment)
 
 
@@ -177,3 +188,15 @@ def colour_fit(colours: list[str], hist: np.ndarray) -> float:
     if not colours:
         return 1.0
     return float(np.mean([colour_agreement(hist, c) for c in colours]))
+
+
+def variant_fit(variant: ObjectVariant, decomposition: Decomposition) -> float:
+    """How well a cluster's size fits a named kind of an object (a bread knife among knives).
+
+    Kinds of one object differ mainly in size, so the fit falls off three times faster outside the range than
+    an object's own size fit does.
+    """
+    fit = range_fit(decomposition.longest_m, *variant.size_m, sharpness=6.0)
+    if variant.width_m is not None:
+        fit *= range_fit(decomposition.middle_extent_m, variant.width_m[0] * 0.8, variant.width_m[1] * 1.2, sharpness=6.0)
+    return fit
