@@ -22,6 +22,7 @@ TABLE_COLOUR = (0.55, 0.42, 0.3)
 MUG_BODY, MUG_HANDLE = 1, 2
 KNIFE_BLADE, KNIFE_HANDLE = 3, 4
 FLOWER_STEM, FLOWER_HEAD = 5, 6
+BOTTLE_BODY, BOTTLE_LABEL, BOTTLE_CAP = 7, 8, 9
 
 
 def _mesh(o3d_mesh, object_id: int, part_id: int, colour, pose: np.ndarray) -> LabelledMesh:
@@ -87,6 +88,28 @@ def flower(object_id: int, x: float, y: float, yaw: float) -> list[LabelledMesh]
     ]
 
 
+def labelled_bottle(object_id: int, x: float, y: float, body_colour=(0.05, 0.35, 0.1),
+                    label_colour=(0.9, 0.88, 0.8), cap_colour=(0.75, 0.05, 0.05)) -> list[LabelledMesh]:
+    """An upright 24 cm straight bottle: a 20 cm body wrapped by a label band, closed by a cap of the same width.
+
+    Neither the label nor the cap changes the outline: only colour tells them
+    apart, so the label must stay with the body while the cap becomes a part."""
+    import open3d as o3d
+
+    body = o3d.geometry.TriangleMesh.create_cylinder(radius=0.035, height=0.20, resolution=40)
+    body.translate((0, 0, 0.10))
+    label = o3d.geometry.TriangleMesh.create_cylinder(radius=0.0356, height=0.08, resolution=40)
+    label.translate((0, 0, 0.10))
+    cap = o3d.geometry.TriangleMesh.create_cylinder(radius=0.035, height=0.035, resolution=40)
+    cap.translate((0, 0, 0.2175))
+    pose = _pose(x, y)
+    return [
+        _mesh(body, object_id, BOTTLE_BODY, body_colour, pose),
+        _mesh(label, object_id, BOTTLE_LABEL, label_colour, pose),
+        _mesh(cap, object_id, BOTTLE_CAP, cap_colour, pose),
+    ]
+
+
 def table() -> LabelledMesh:
     import open3d as o3d
 
@@ -128,3 +151,9 @@ def two_knives_scene(seed: int = 0) -> SyntheticView:
     """A long bread knife (object 1, 36 cm) and a short cutter (object 2, 15 cm) side by side."""
     meshes = [table()] + knife(1, 0.02, -0.08, 0.1, blade_m=0.23, handle_m=0.13) + knife(2, 0.0, 0.1, -0.2, blade_m=0.06, handle_m=0.09)
     return render(meshes, seed=seed)
+
+
+def bottle_scene(seed: int = 0) -> SyntheticView:
+    """One labelled, capped bottle (object 1) standing on the table, seen from above the front edge."""
+    meshes = [table()] + labelled_bottle(1, 0.0, 0.05)
+    return render(meshes, eye=(0.0, -0.45, 0.40), target=(0.0, 0.05, 0.10), seed=seed)

@@ -8,8 +8,8 @@ happens in the table frame (z up):
   vertical axis fitted through them; points far outside the local
   cross-section radius are *protrusions* (handles, spouts, triggers), grouped
   by 3D connectivity; the remaining core is split into layers where the
-  radius profile or the colour changes (bowl / stem / base of a glass, body /
-  neck / cork of a bottle);
+  radius profile changes (bowl / stem / base of a glass, body / neck of a
+  bottle) or where a piece of its own colour closes an end (the cork);
 * lying objects are sliced along their main horizontal axis and split where
   the width, height or colour profile changes (blade / handle of a knife,
   blossom / stem of a flower); a clearly raised lump on top of a piece is
@@ -17,6 +17,9 @@ happens in the table frame (z up):
 
 Profiles are split by exact 1D dynamic programming (least squares with a
 per-split penalty), so the split points are reproducible and explainable.
+A colour change without a change of shape is a surface layer (a label, a
+printed band) and does not make a part, unless it closes off an end of the
+object (see split_shape_then_colour).
 """
 
 from __future__ import annotations
@@ -35,16 +38,20 @@ from partseg_ros.backends.shapegrasp.segmentation import ObjectCluster
 
 @dataclass
 class DecompositionConfig:
-    bins: int = 32
+    bins: int = 64  # profile slices: fine enough that a 2 cm cork on a 30 cm bottle spans several
     upright_ratio: float = 0.55  # height / horizontal length above which an object stands upright
-    split_penalty: float = 1.2  # cost of one more part in the profile split (in squared log units x bins)
+    split_penalty: float = 2.4  # cost of one more part in the profile split (in squared log units x bins)
     colour_weight: float = 2.5  # colour changes count as much as a e^(1/2.5) width change
     min_part_bins: int = 3
     max_parts: int = 4
+    protrusion_bins: int = 32  # height slices for the body radius that protrusions are measured against
     protrusion_scale: float = 1.25
     protrusion_margin_m: float = 0.006
     min_part_share: float = 0.03
     voxel_m: float = 0.006
+    shape_cut_share: float = 0.4  # share of the split penalty the size profile alone must pay for a kept cut
+    end_colour_boost: float = 2.0  # colour weight multiplier in the joint split (short corks and caps need it)
+    layer_colour_distance: float = 0.08  # opponent-colour distance below which two pieces share a colour
 
 
 @dataclass
@@ -267,16 +274,79 @@ def classify_shape(points: np.ndarray, pixels: np.ndarray, width: float, thickne
 
 
 def _profile_features(values: list[np.ndarray], rgb: np.ndarray, bins: np.ndarray, n_bins: int,
-                      colour_weight: float) -> tuple[np.ndarray, np.ndarray]:
+                      colour_weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-bin (log sizes, weighted mean opponent colour) features and bin weights.
+
+    Returns the geometric columns, the colour columns (already scaled by
+    ``colour_weight``) and the weights separately so the split can treat a
+    colour change differently from a shape change."""
     counts = np.bincount(bins, minlength=n_bins).astype(np.float64)
-    columns = [np.log(np.maximum(_fill_empty(v, counts), 0.002)) for v in values]
+    geometry = [np.log(np.maximum(_fill_empty(v, counts), 0.002)) for v in values]
     colour = _opponent(rgb)
+    columns = []
     for d in range(colour.shape[1]):
         sums = np.bincount(bins, weights=colour[:, d], minlength=n_bins)
         mean = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
         columns.append(_fill_empty(mean, counts) * colour_weight)
     weights = np.where(counts > 0, 1.0, 0.3)
-    return np.stack(columns, axis=1), weights
+    return np.stack(geometry, axis=1), np.stack(columns, axis=1), weights
+
+
+def _piece_cost(features: np.ndarray, weights: np.ndarray) -> float:
+    """Weighted squared error of fitting one constant to a run of profile bins."""
+    w = weights[:, None]
+    total = float(weights.sum()) or 1.0
+    return float((features**2 * w).sum() - ((features * w).sum(axis=0) ** 2).sum() / total)
+
+
+def split_shape_then_colour(geometry: np.ndarray, colour: np.ndarray, weights: np.ndarray,
+                            config: "DecompositionConfig") -> list[tuple[int, int]]:
+    """Profile split in which a colour change alone makes a part only at an end of the object.
+
+    The profile is first split on size and colour together, so cuts fall where
+    the colour shows the boundary most sharply. A cut is then kept only if the
+    size profile alone pays a good share of it (the part changes width or height there),
+    or if it cuts off an end piece with a colour of its own that reaches the
+    very end (a cork, a cap, a lid). Other colour-only cuts separate *surface
+    layers*, such as a label between two stretches of the body's own colour,
+    and are undone, so the label stays part of the body.
+    """
+    n_bins = len(geometry)
+    both = np.hstack([geometry, colour * config.end_colour_boost])
+    pieces = split_profile(both, weights, config.split_penalty, config.min_part_bins, config.max_parts + 2)
+    if len(pieces) == 1:
+        return pieces
+    means = [np.average(colour[a:b], axis=0, weights=weights[a:b]) / max(config.colour_weight, 1e-6)
+             for a, b in pieces]
+
+    def shape_cut(k: int) -> bool:
+        """Whether the size profile alone justifies the cut between pieces k and k + 1."""
+        (a, m), (_, b) = pieces[k], pieces[k + 1]
+        gain = _piece_cost(geometry[a:b], weights[a:b]) - _piece_cost(geometry[a:m], weights[a:m]) \
+            - _piece_cost(geometry[m:b], weights[m:b])
+        return gain > config.shape_cut_share * config.split_penalty
+
+    def closes_end(k: int, end_bin: int) -> bool:
+        """A short end piece whose colour, up to the very end, is found nowhere else (a cap, not a patch)."""
+        if pieces[k][1] - pieces[k][0] > n_bins // 2:  # the larger side is the body the end piece closes
+            return False
+        others = [means[j] for j in range(len(pieces)) if j != k]
+        tip = colour[end_bin] / max(config.colour_weight, 1e-6)
+        return all(min(np.linalg.norm(c - m) for m in others) >= config.layer_colour_distance
+                   for c in (means[k], tip))
+
+    keep = [shape_cut(k) for k in range(len(pieces) - 1)]
+    if not keep[0] and closes_end(0, 0):
+        keep[0] = True
+    if not keep[-1] and closes_end(len(pieces) - 1, n_bins - 1):
+        keep[-1] = True
+    result, start = [], pieces[0][0]
+    for k, cut in enumerate(keep):
+        if cut:
+            result.append((start, pieces[k][1]))
+            start = pieces[k + 1][0]
+    result.append((start, pieces[-1][1]))
+    return result
 
 
 def ambiguous_posture(cluster: ObjectCluster, config: Optional[DecompositionConfig] = None) -> bool:
@@ -393,13 +463,15 @@ def _upright_parts(pts: np.ndarray, cluster: ObjectCluster, config: Decompositio
     z_lo, z_hi = float(min(percentile(z, 0.5), 0.0)), float(percentile(z, 99.5)) + 1e-4
     edges = np.linspace(z_lo, z_hi, config.bins + 1)
     bins = _binned(z, edges)
-    core_r = _bin_stat(radial, bins, config.bins, 70)  # handles are a minority of a slice; lids/caps lie inside
-    counts = np.bincount(bins, minlength=config.bins)
+    # The core radius is taken over coarser slices than the profile: a handle must stay a minority of each.
+    coarse_bins = _binned(z, np.linspace(z_lo, z_hi, config.protrusion_bins + 1))
+    core_r = _bin_stat(radial, coarse_bins, config.protrusion_bins, 70)  # handles are a minority; lids lie inside
+    counts = np.bincount(coarse_bins, minlength=config.protrusion_bins)
     core_r = _fill_empty(core_r, counts)
     core_r = ndimage.median_filter(core_r, size=5, mode="nearest")
-    strong = radial > core_r[bins] * config.protrusion_scale + config.protrusion_margin_m
+    strong = radial > core_r[coarse_bins] * config.protrusion_scale + config.protrusion_margin_m
     # Hysteresis: a protrusion grows back to where it leaves the body, through points just outside the core.
-    weak = radial > core_r[bins] * 1.06 + 0.003
+    weak = radial > core_r[coarse_bins] * 1.06 + 0.003
 
     groups = []
     core = np.ones(len(pts), dtype=bool)
@@ -427,8 +499,9 @@ def _upright_parts(pts: np.ndarray, cluster: ObjectCluster, config: Decompositio
         return groups
     cbins = bins[core_idx]
     r_profile = _bin_stat(radial[core_idx], cbins, config.bins, 60)
-    features, weights = _profile_features([r_profile], cluster.rgb[core_idx], cbins, config.bins, config.colour_weight)
-    segments = split_profile(features, weights, config.split_penalty, config.min_part_bins, config.max_parts)
+    geometry, colour, weights = _profile_features([r_profile], cluster.rgb[core_idx], cbins, config.bins,
+                                                  config.colour_weight)
+    segments = split_shape_then_colour(geometry, colour, weights, config)
     layers = []
     for s, e in segments:
         member = core_idx[(cbins >= s) & (cbins < e)]
@@ -455,9 +528,9 @@ def _lying_parts(pts: np.ndarray, along: np.ndarray, across: np.ndarray, cluster
     bins = _binned(along, edges)
     width = _bin_stat(across, bins, config.bins, 95) - _bin_stat(across, bins, config.bins, 5)
     height = _bin_stat(z, bins, config.bins, 95)
-    features, weights = _profile_features([width + 0.004, height + 0.004], cluster.rgb, bins, config.bins,
-                                          config.colour_weight)
-    segments = split_profile(features, weights, config.split_penalty, config.min_part_bins, config.max_parts)
+    geometry, colour, weights = _profile_features([width + 0.004, height + 0.004], cluster.rgb, bins, config.bins,
+                                                  config.colour_weight)
+    segments = split_shape_then_colour(geometry, colour, weights, config)
     groups = []
     pieces = [((bins >= s) & (bins < e), (s / config.bins, e / config.bins)) for s, e in segments]
     pieces = [(np.flatnonzero(m), span) for m, span in pieces if m.any()]
