@@ -38,11 +38,13 @@ INSTRUCTION_KINDS = (
 
 
 def mask_filename(image_path: str, obj: str, part: str) -> str:
+    """InstructPart's mask file name for one (image, object, part): spaces become underscores."""
     stem = Path(image_path).stem
     return f"{stem}-{obj.replace(' ', '_')}-{part.replace(' ', '_')}.png"
 
 
 def load_entries(json_path: Path) -> list[dict]:
+    """The image entries of an InstructPart annotation file."""
     data = json.loads(Path(json_path).read_text(encoding="utf-8"))
     if isinstance(data, dict):  # some releases key the entries by image
         data = list(data.values())
@@ -51,14 +53,16 @@ def load_entries(json_path: Path) -> list[dict]:
     return data
 
 
-def _load_rgb(path: Path) -> np.ndarray:
+def load_rgb(path: Path) -> np.ndarray:
+    """An image file as HxWx3 uint8 RGB."""
     from PIL import Image
 
     with Image.open(path) as img:
         return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
-def _load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+def load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A mask file (any non-zero pixel is on) that must match its image's (height, width)."""
     from PIL import Image
 
     with Image.open(path) as img:
@@ -84,8 +88,8 @@ def convert_frames(json_path: Path, images_dir: Path, masks_dir: Path,
                     continue
                 raise FileNotFoundError(f"mask {mask_path} for {image_path} {obj}/{part} is missing")
             if rgb is None:
-                rgb = _load_rgb(Path(images_dir) / image_path)
-            mask = _load_mask(mask_path, rgb.shape[:2])
+                rgb = load_rgb(Path(images_dir) / image_path)
+            mask = load_mask(mask_path, rgb.shape[:2])
             instructions = list(item.get("instruction", []))
             stem = Path(image_path).stem
             reason = (f"InstructPart annotation: the {part} of the {obj} "

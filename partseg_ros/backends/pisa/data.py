@@ -10,13 +10,16 @@ Benchmark bags come through ``partseg_ros.bags.reader.read_benchmark``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
+
+# The InstructPart layout (file names, JSON, image and mask files) is described once, by the converter.
+from partseg_ros.bags.instructpart_converter import load_entries, load_mask, load_rgb
+from partseg_ros.bags.instructpart_converter import mask_filename as instructpart_mask_name
 
 
 @dataclass
@@ -38,29 +41,6 @@ class PartSample:
         self.mask = np.asarray(self.mask, dtype=bool)
 
 
-def instructpart_mask_name(image_path: str, object_name: str, part_name: str) -> str:
-    """InstructPart's mask file name for one (image, object, part)."""
-    stem = Path(image_path).stem
-    return f"{stem}-{object_name.replace(' ', '_')}-{part_name.replace(' ', '_')}.png"
-
-
-def _load_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
-
-
-def _load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        mask = np.asarray(img.convert("L")) > 0
-    if mask.shape != shape:
-        raise ValueError(f"mask {path} has shape {mask.shape}, its image has {shape}")
-    return mask
-
-
 class InstructPartDataset(Dataset):
     """Samples from an InstructPart-layout annotation file; images and masks load lazily."""
 
@@ -75,9 +55,7 @@ class InstructPartDataset(Dataset):
         root = self.annotation_file.parent
         self.image_dir = Path(image_dir) if image_dir else root / "images"
         self.mask_dir = Path(mask_dir) if mask_dir else root / "masks"
-        entries = json.loads(self.annotation_file.read_text())
-        if not isinstance(entries, list):
-            raise ValueError(f"{self.annotation_file}: expected a JSON list of image entries")
+        entries = load_entries(self.annotation_file)
         self.items: list[tuple[str, str, str, str]] = []  # image_path, object, part, instruction
         for entry in entries:
             for part in entry["part_list"]:
@@ -101,8 +79,8 @@ class InstructPartDataset(Dataset):
 
     def __getitem__(self, index: int) -> PartSample:
         image_path, obj, part, text = self.items[index]
-        rgb = _load_rgb(self.image_dir / image_path)
-        mask = _load_mask(self.mask_dir / instructpart_mask_name(image_path, obj, part), rgb.shape[:2])
+        rgb = load_rgb(self.image_dir / image_path)
+        mask = load_mask(self.mask_dir / instructpart_mask_name(image_path, obj, part), rgb.shape[:2])
         return PartSample(rgb, text, mask, obj, part)
 
 
