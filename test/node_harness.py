@@ -29,7 +29,7 @@ from std_msgs.msg import Header, String
 
 from partseg.msg import GraspRegionArray, PartSegmentation
 from partseg.srv import SegmentParts
-from partseg_ros.ros.conversions import array_to_image
+from partseg_ros.ros.conversions import array_to_image, intrinsics_to_camera_info
 from partseg_ros.ros.dds_env import loopback_environment
 from partseg_ros.ros.node import diagnostics_to_dict
 from partseg_ros.types import CameraIntrinsics
@@ -220,15 +220,7 @@ class Probe:
 # ---- frames ---------------------------------------------------------------------------------------
 
 def camera_info_msg(intrinsics: CameraIntrinsics) -> CameraInfo:
-    k = intrinsics
-    info = CameraInfo()
-    info.width, info.height = k.width, k.height
-    info.distortion_model = "plumb_bob"
-    info.d = [0.0] * 5
-    info.k = [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0]
-    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.p = [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return info
+    return intrinsics_to_camera_info(intrinsics)
 
 
 def depth_mm_msg(depth_m: np.ndarray) -> Image:

@@ -11,6 +11,7 @@ from partseg.msg import PartSegmentation
 from partseg_ros.geometry.grasp_region import GraspRegionStatus, compute_grasp_region
 from partseg_ros.ros import messages
 from partseg_ros.ros.conversions import (
+    intrinsics_to_camera_info,
     BAD_ENCODING,
     MALFORMED_IMAGE,
     ImageFormatError,
@@ -304,3 +305,12 @@ def test_debug_overlay_tints_only_the_instance():
     assert np.all(np.abs(centre - expected) <= 1)
     assert np.array_equal(out[5, 12], PALETTE[0].astype(np.uint8))  # outline
     assert np.array_equal(rgb[10, 15], [100, 100, 100])  # input untouched
+
+
+def test_intrinsics_to_camera_info_round_trips_through_the_camera_model():
+    intrinsics = CameraIntrinsics(fx=615.0, fy=612.5, cx=321.25, cy=238.75, width=640, height=480)
+    msg = intrinsics_to_camera_info(intrinsics, Header(frame_id="cam"))
+    msg = deserialize_message(serialize_message(msg), CameraInfo)
+    assert msg.header.frame_id == "cam"
+    for rectified in (False, True):
+        assert camera_info_to_camera_model(msg, rectified=rectified).intrinsics == intrinsics

@@ -21,6 +21,7 @@ from std_msgs.msg import Header
 
 from partseg_ros.geometry import depth as geometry_depth
 from partseg_ros.geometry.camera import CameraModel, InvalidIntrinsicsError, camera_model_from_camera_info
+from partseg_ros.types import CameraIntrinsics
 
 # encoding -> (channels, dtype) for everything the node reads or writes.
 ENCODINGS: dict[str, tuple[int, np.dtype]] = {
@@ -154,6 +155,22 @@ def mask_to_image(mask: np.ndarray, header: Optional[Header] = None) -> Image:
 def image_to_mask(msg: Image) -> np.ndarray:
     """Bool HxW from a mono8 (or 8UC1) mask image."""
     return image_to_array(msg, ("mono8", "8UC1")) > 0
+
+
+def intrinsics_to_camera_info(intrinsics: CameraIntrinsics, header: Optional[Header] = None) -> CameraInfo:
+    """CameraInfo of an undistorted pinhole image (K = P, zero plumb_bob D): what a
+    publisher of synthetic or already-rectified frames sends beside them."""
+    k = intrinsics
+    msg = CameraInfo()
+    if header is not None:
+        msg.header = header
+    msg.width, msg.height = int(k.width), int(k.height)
+    msg.distortion_model = "plumb_bob"
+    msg.d = [0.0] * 5
+    msg.k = [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
 
 
 def camera_info_matrices(msg: CameraInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:

@@ -27,7 +27,7 @@ from std_msgs.msg import Header, String
 from partseg.msg import GraspRegion, GraspRegionArray, PartSegmentation
 from partseg_ros.evaluation.scoring import Prediction
 from partseg_ros.evaluation.tasks import EvalTask
-from partseg_ros.ros.conversions import array_to_image, image_to_mask
+from partseg_ros.ros.conversions import array_to_image, image_to_mask, intrinsics_to_camera_info
 from partseg_ros.ros.node import diagnostics_to_dict
 
 
@@ -48,19 +48,6 @@ STAMP_GAP_NS = 50_000_000
 
 class LiveTimeout(TimeoutError):
     """The node did not answer a task in time."""
-
-
-def _camera_info(task: EvalTask, header: Header) -> CameraInfo:
-    k = task.intrinsics
-    msg = CameraInfo()
-    msg.header = header
-    msg.width, msg.height = int(k.width), int(k.height)
-    msg.distortion_model = "plumb_bob"
-    msg.d = [0.0] * 5
-    msg.k = [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0]
-    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    msg.p = [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    return msg
 
 
 def _normalised(text: str) -> str:
@@ -218,7 +205,7 @@ class LiveClient:
         header = Header(stamp=_stamp(stamp_ns), frame_id=self.topics.frame_id)
         color = array_to_image(task.rgb, "rgb8", header)
         depth = array_to_image(np.ascontiguousarray(task.depth_m, dtype=np.float32), "32FC1", header)
-        self._info.publish(_camera_info(task, header))
+        self._info.publish(intrinsics_to_camera_info(task.intrinsics, header))
         time.sleep(self.camera_info_lead_s)
         self._depth.publish(depth)
         sent = time.perf_counter()
