@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print each task's result and explanation")
     parser.add_argument("--oracle-object", action="store_true",
                         help="give the backend the first target object's mask (the oracle-object protocol)")
+    parser.add_argument("--no-target", action="store_true",
+                        help="also run the study's no-target tasks (right answer: no mask) and report that accuracy")
     args = parser.parse_args()
 
     backend = create_backend("shapegrasp", stride=args.stride)
@@ -61,12 +63,22 @@ def main() -> None:
     stages: dict[str, list[float]] = defaultdict(list)
     totals: list[float] = []
     per_scene: dict[str, list[tuple[bool, bool, bool]]] = defaultdict(list)  # (success, mask ok, ceiling)
+    rejected: list[bool] = []  # per no-target task: did the backend answer with no mask?
     views = [int(v) for v in args.views.split(",")]
     for scene in args.scenes.split(","):
         for view_index in views:
-            view = render_study_view(scene, view_index, seed=args.seed)
+            view = render_study_view(scene, view_index, seed=args.seed, include_no_target=args.no_target)
             for task in view.tasks:
                 if not task.has_target:
+                    if args.no_target and not args.oracle_object:
+                        result = backend.ground(GroundingRequest(view.rgb, task.instruction, view.depth_m, view.intrinsics))
+                        rejected.append(not result.instances)
+                        if args.verbose:
+                            verdict = "OK (no mask)" if not result.instances else (
+                                f"FAIL ({result.object_label}.{result.part_label})")
+                            print(f"  {scene}/{view_index} no-target {task.instruction!r}: {verdict}")
+                            if result.instances:
+                                print("     ", result.explanation[:600])
                     continue
                 hint = view.object_mask(task.target_object_ids[:1]) if args.oracle_object else None
                 request = GroundingRequest(view.rgb, task.instruction, view.depth_m, view.intrinsics, hint)
@@ -121,6 +133,8 @@ def main() -> None:
         n = max(len(rows), 1)
         cols = [sum(r[k] for r in rows) for k in range(3)]
         print(f"{'all':<12}" + "".join(f"{c:>6}/{len(rows):<3}" for c in cols[:2]) + f"{cols[2]:>10}/{len(rows):<3}")
+        if rejected:
+            print(f"no-target tasks: {sum(rejected)}/{len(rejected)} correctly answered with no mask")
         print("rates: " + ", ".join(f"{name} {100.0 * c / n:.1f}%" for name, c in zip(("success", "IoU>=0.5", "ceiling"), cols)))
 
 

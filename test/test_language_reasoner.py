@@ -155,3 +155,47 @@ def test_hook_loading_and_answer_parsing():
     assert parse_answer('{"object": "Kettle", "part": "Handle"}').part == "handle"
     with pytest.raises(ValueError):
         load_hook("not_a_callable_path")
+
+
+def test_fragile_part_is_spared_when_a_sturdy_part_can_be_held(reasoner):
+    resolution = reasoner.resolve("pick up the lightbulb")
+    assert resolution.part_name == "screw base", resolution.reasons
+    assert any("fragile" in reason for reason in resolution.reasons)
+
+
+def test_fragile_part_is_still_named_when_asked_for(reasoner):
+    resolution = reasoner.resolve("pick up the lightbulb by the glass bulb")
+    assert resolution.part_name == "glass", resolution.reasons
+
+
+def test_sturdy_parts_come_first_in_the_default_grasp(kb):
+    data = {
+        "affordances": {"hold": "hold it"},
+        "actions": {"pick up": {"affordance": "hold"}},
+        "objects": {
+            "vase": {
+                "size_m": [0.1, 0.4],
+                "parts": {
+                    "neck": {"affordances": ["hold"], "fragile": True, "shape": ["cylinder"]},
+                    "foot": {"affordances": ["hold"], "shape": ["plate"]},
+                },
+            }
+        },
+    }
+    vase = parse_knowledge_base(data).objects["vase"]
+    assert vase.part("neck").fragile and not vase.part("foot").fragile
+    assert vase.grasp_part.name == "foot"
+
+
+def test_unknown_object_for_a_plain_grasp_is_reported_not_guessed(reasoner):
+    resolution = reasoner.resolve("pick up the stapler")
+    assert resolution.unknown_object == "stapler"
+    assert resolution.kb_object == "" and resolution.candidates == []
+    assert resolution.object_phrase == "stapler"  # an open-vocabulary detector can still look for it
+    assert any("not an object in the knowledge base" in reason for reason in resolution.reasons)
+
+
+def test_unknown_noun_with_a_purposeful_action_keeps_the_actions_objects(reasoner):
+    resolution = reasoner.resolve("give me the peony")
+    assert resolution.unknown_object == ""
+    assert resolution.kb_object == "flower"

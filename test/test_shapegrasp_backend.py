@@ -61,6 +61,12 @@ def test_wrong_colour_means_no_target(backend, scene):
     assert "no object in view fits" in result.explanation
 
 
+def test_object_the_knowledge_base_does_not_know_means_no_target(backend, scene):
+    result = _ground(backend, scene, "pick up the stapler")
+    assert result.no_target
+    assert "not an object in the knowledge base" in result.explanation
+
+
 def test_object_hint_restricts_to_that_object(backend, scene):
     hint = scene.object_ids == 2  # the knife, whatever the instruction calls it
     result = _ground(backend, scene, "pick up the knife", hint=hint)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import yaml
 
@@ -41,10 +41,17 @@ class PartEntry:
     graspable: bool
     signature: PartSignature
     synonyms: tuple[str, ...] = ()
+    fragile: bool = False  # breaks when squeezed (bulb glass): held only when no sturdy part will do
 
     @property
     def phrases(self) -> tuple[str, ...]:
         return (self.name,) + self.synonyms
+
+
+def sturdy_first(parts: Sequence["PartEntry"]) -> list["PartEntry"]:
+    """Parts in preference order with fragile ones moved last: a gripper should not squeeze glass when a sturdy
+    part of the same object will do."""
+    return sorted(parts, key=lambda p: p.fragile)
 
 
 def _word_stem(word: str) -> str:
@@ -128,11 +135,11 @@ class ObjectEntry:
 
     @property
     def grasp_part(self) -> PartEntry:
-        """The part a robot holds by default: the first graspable part that affords holding."""
-        for part in self.parts:
+        """The part a robot holds by default: the first sturdy graspable part that affords holding."""
+        for part in sturdy_first(self.parts):
             if part.graspable and any(a in part.affordances for a in GRASP_AFFORDANCES):
                 return part
-        for part in self.parts:
+        for part in sturdy_first(self.parts):
             if part.graspable:
                 return part
         return self.parts[0]
@@ -237,6 +244,7 @@ def _parse_part(name: str, spec: dict, part_synonyms: dict[str, tuple[str, ...]]
         graspable=bool(spec.get("graspable", True)),
         signature=signature,
         synonyms=part_synonyms.get(name, ()),
+        fragile=bool(spec.get("fragile", False)),
     )
 
 

@@ -24,7 +24,14 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from partseg_ros.language.knowledge_base import KnowledgeBase, ObjectEntry, PartEntry, load_knowledge_base
+from partseg_ros.language.knowledge_base import (
+    GRASP_AFFORDANCES,
+    KnowledgeBase,
+    ObjectEntry,
+    PartEntry,
+    load_knowledge_base,
+    sturdy_first,
+)
 from partseg_ros.language.llm_hook import LanguageModelHook, build_prompt, parse_answer
 from partseg_ros.language.parser import GRASP_VERBS, ObjectDescription, ParsedInstruction, parse_instruction
 from partseg_ros.language.text import Mention, normalise
@@ -60,6 +67,7 @@ class InstructionResolution:
     part_phrase: str  # e.g. "handle of the blue mug", ready for a detector prompt
     named_part: str = ""  # the part the instruction names explicitly, if any
     patient: str = ""  # the thing acted on when the object is a tool ("bread")
+    unknown_object: str = ""  # an object the instruction names that the knowledge base does not know ("banana")
     in_view: Optional[bool] = None  # None when no visible objects were given
     visible_index: Optional[int] = None
     candidates: list[Candidate] = field(default_factory=list)
@@ -79,6 +87,7 @@ class PartReasoner:
         embedder: object = "shared",
         language_model: Optional[LanguageModelHook | Callable[[str], str]] = None,
         similarity_threshold: float = 0.5,
+        object_alias_threshold: float = 0.75,
     ) -> None:
         self.kb = kb or load_knowledge_base()
         if embedder == "shared":
@@ -88,6 +97,9 @@ class PartReasoner:
         self.embedder = embedder  # None: lexicon only
         self.language_model = language_model
         self.similarity_threshold = similarity_threshold
+        # An unknown noun stands in for a known object only when it is nearly a synonym: below this, sentence
+        # embeddings pair "smartphone" with fruit and "tongs" with a spoon.
+        self.object_alias_threshold = object_alias_threshold
         self._object_phrases = [(p, o.name) for o in self.kb.objects.values() for p in o.phrases]
         self._action_phrases = [(p, a.name) for a in self.kb.actions.values() for p in a.phrases]
         self._phrase_matrix: Optional[tuple[np.ndarray, np.ndarray]] = None
@@ -156,24 +168,40 @@ class PartReasoner:
         return None, None
 
     def _named_object(
-        self, parsed: ParsedInstruction, affordance: str, needs_tool: bool, reasons: list[str]
-    ) -> Optional[ObjectDescription]:
+        self, parsed: ParsedInstruction, action: str, affordance: str, needs_tool: bool, reasons: list[str]
+    ) -> tuple[Optional[ObjectDescription], str]:
+        """The object the instruction names, and the phrase of a named object the knowledge base does not know.
+
+        An unknown noun after a determiner is read as the nearest known object
+        only when it is nearly a synonym. Otherwise, when the action is a plain
+        grasp that no object is made for ("pick up the banana"), nothing but the
+        noun says what to look for, so it is reported unknown rather than
+        swapped for whatever is similar. An action some objects are made for
+        keeps those as candidates: "give me the peony" still finds the flower,
+        and in "pour the water" the noun is the contents.
+        """
         if parsed.objects:
             for description in parsed.objects:  # prefer the one that can do the action ("use the knife to cut the bread")
                 if self.kb.objects[description.mention.canonical].parts_affording(affordance):
-                    return description
-            return parsed.objects[0]
+                    return description, ""
+            return parsed.objects[0], ""
         if needs_tool:  # "cut the bread": an unknown noun is what the tool acts on
-            return None
-        # An unknown noun after a determiner may still be an object ("the carafe").
+            return None, ""
         for index, word in parsed.unknown:
             if index > 0 and parsed.words[index - 1] in ("the", "a", "an", "my", "this", "that"):
                 phrase = self._noun_phrase(parsed, index)
                 name, sim = self._nearest(phrase, self._object_phrases)
-                if sim >= self.similarity_threshold:
+                if sim >= self.object_alias_threshold:
                     reasons.append(f"'{phrase}' read as object '{name}' (embedding similarity {sim:.2f})")
-                    return ObjectDescription(Mention("object", name, index, index + 1, word, via="embedding"))
-        return None
+                    return ObjectDescription(Mention("object", name, index, index + 1, word, via="embedding")), ""
+                if affordance in GRASP_AFFORDANCES and not any(action in o.uses for o in self.kb.objects.values()):
+                    closest = f" (closest: '{name}', similarity {sim:.2f})" if name else ""
+                    reasons.append(
+                        f"'{phrase}' is not an object in the knowledge base{closest}; "
+                        "add it to knowledge_base.yaml to ground it"
+                    )
+                    return None, phrase
+        return None, ""
 
     @staticmethod
     def _noun_phrase(parsed: ParsedInstruction, index: int) -> str:
@@ -224,9 +252,11 @@ class PartReasoner:
         if mode == "function" and affording:
             say(f"the {affording[0].name} of a {entry.name} affords '{affordance}'")
             return affording[0]
-        graspable = [p for p in affording if p.graspable]
+        graspable = sturdy_first([p for p in affording if p.graspable])
         if graspable:
-            say(f"the {graspable[0].name} of a {entry.name} affords '{affordance}' and can be grasped")
+            fragile = [p.name for p in affording if p.graspable and p.fragile and p is not graspable[0]]
+            spared = f" (the {', '.join(fragile)} is fragile)" if fragile and not graspable[0].fragile else ""
+            say(f"the {graspable[0].name} of a {entry.name} affords '{affordance}' and can be grasped{spared}")
             return graspable[0]
         grasp = entry.grasp_part
         if affording:
@@ -271,7 +301,9 @@ class PartReasoner:
                 reasons.append(f"asks which part does '{part_affordance}'")
 
         # ----- object
-        named = self._named_object(parsed, action_entry.affordance, action_entry.needs_tool, reasons)
+        named, unknown_object = self._named_object(
+            parsed, action_entry.name, action_entry.affordance, action_entry.needs_tool, reasons
+        )
         patient = ""
         tool_candidates: list[tuple[ObjectEntry, float]] = []
         entry: Optional[ObjectEntry] = self.kb.objects.get(named.mention.canonical) if named else None
@@ -279,7 +311,7 @@ class PartReasoner:
             patient = named.mention.surface
             reasons.append(f"a {entry.name} cannot '{action_entry.affordance}': it is what the action is done to")
             entry, named = None, None
-        if entry is None:
+        if entry is None and not unknown_object:
             explicit_part_objects = [
                 o for o in self.kb.objects.values()
                 if any(o.part_by_phrase(m.surface) for m in parsed.parts)
@@ -316,7 +348,7 @@ class PartReasoner:
             "size": description.size if description else None,
             "modifiers": list(description.modifiers) if description else [],
         }
-        object_phrase = description.phrase if description else (entry.name if entry else "")
+        object_phrase = description.phrase if description else (entry.name if entry else unknown_object)
 
         candidates: list[Candidate] = []
         if tool_candidates:
@@ -339,6 +371,7 @@ class PartReasoner:
             part_phrase=f"{part.name} of the {object_phrase}" if part and object_phrase else "",
             named_part=parsed.parts[0].surface if parsed.parts else "",
             patient=patient,
+            unknown_object=unknown_object,
             in_view=in_view,
             visible_index=visible_index,
             candidates=candidates,

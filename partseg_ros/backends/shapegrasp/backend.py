@@ -124,7 +124,8 @@ class ShapeGraspBackend(PartGroundingBackend):
     """Options: ``knowledge_base`` (YAML path), ``language_model`` ("module:function" or a local
     OpenAI-compatible URL), ``language_model_options`` (dict), ``use_embeddings`` (bool, default
     True), ``min_object_fit`` (below it the requested object counts as absent), ``min_colour_share``
-    (a requested colour must cover at least this share of the object)."""
+    (a requested colour, counting related names at half weight, must cover at least this share of the object: a
+    few red pixels from a neighbour do not make "the red sunglasses")."""
 
     name = "shapegrasp"
 
@@ -134,7 +135,7 @@ class ShapeGraspBackend(PartGroundingBackend):
         self.segmentation_config = SegmentationConfig(**options.get("segmentation", {}))
         self.decomposition_config = DecompositionConfig(**options.get("decomposition", {}))
         self.min_object_fit = float(options.get("min_object_fit", 0.3))
-        self.min_colour_share = float(options.get("min_colour_share", 0.05))
+        self.min_colour_share = float(options.get("min_colour_share", 0.25))
 
     def _load(self) -> None:
         kb = load_knowledge_base(self.options.get("knowledge_base"))
@@ -168,6 +169,9 @@ class ShapeGraspBackend(PartGroundingBackend):
 
         resolution = self.reasoner.resolve(request.instruction)
         lap("language")
+        if resolution.unknown_object:
+            # Geometry cannot tell an unknown thing from the known ones; guessing would hand the planner a wrong object.
+            return self._empty(resolution, f"no knowledge of what a {resolution.unknown_object} looks like", timings)
         # Geometry runs on every stride-th pixel (4x fewer points at stride 2); masks come back at full size.
         stride = max(1, int(self.options.get("stride", 2)))
         depth, rgb, intrinsics = _subsample(request, stride)
@@ -279,6 +283,7 @@ class ShapeGraspBackend(PartGroundingBackend):
         (cluster, decomposition, candidate, fit, colour, posterior, _, score), kind_term = best
         score *= kind_term
         if not oracle:
+            # The colour already weighs in the score: when even the best object lacks it, nothing in view fits.
             if fit.score < self.min_object_fit:
                 return None
             if colours and colour < self.min_colour_share:

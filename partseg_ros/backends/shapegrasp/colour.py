@@ -93,12 +93,38 @@ def name_pixels_fast(rgb: np.ndarray) -> np.ndarray:
     return _lut[q[..., 0], q[..., 1], q[..., 2]]
 
 
+WHITE_LIT_VALUE = 0.74  # lit-side brightness (90th percentile of value) above which a neutral surface is white
+
+
+def name_neutral_by_lit_side(names: np.ndarray, rgb_pixels: np.ndarray, min_pixels: int = 10) -> np.ndarray:
+    """Grey/white names of a region's neutral pixels, decided by the brightness of its lit side.
+
+    Shading only darkens: the side of a white mug facing away from the light
+    reads grey pixel by pixel, and a highlight on a grey mug reads white. The
+    brightest neutral pixels (the 90th percentile) tell which surface it is,
+    so the region's grey and white pixels are named alike from them. Black
+    (very dark) pixels keep their name: a black handle on a white body stays black.
+    """
+    grey, white = NAME_INDEX["grey"], NAME_INDEX["white"]
+    neutral = (names == grey) | (names == white)
+    if int(neutral.sum()) < min_pixels:
+        return names
+    value = rgb_pixels[neutral].max(axis=-1).astype(np.float32)
+    if rgb_pixels.dtype == np.uint8:
+        value /= 255.0
+    lit = float(np.percentile(value, 90))
+    names = names.copy()
+    names[neutral] = white if lit >= WHITE_LIT_VALUE else grey
+    return names
+
+
 def colour_histogram(rgb_pixels: np.ndarray) -> np.ndarray:
-    """Normalised histogram over COLOUR_WORDS of (N, 3) uint8 pixels."""
+    """Normalised histogram over COLOUR_WORDS of (N, 3) pixels, neutral names taken from the lit side."""
     if len(rgb_pixels) == 0:
         return np.zeros(len(COLOUR_WORDS))
     names = name_pixels_fast(rgb_pixels) if rgb_pixels.dtype == np.uint8 else name_pixels(rgb_pixels)
-    counts = np.bincount(names.ravel(), minlength=len(COLOUR_WORDS)).astype(np.float64)
+    names = name_neutral_by_lit_side(names.ravel(), rgb_pixels.reshape(-1, 3))
+    counts = np.bincount(names, minlength=len(COLOUR_WORDS)).astype(np.float64)
     return counts / counts.sum()
 
 
