@@ -1,11 +1,16 @@
-"""Objects on the table: points above the plane, split at depth jumps.
+"""Objects on the table: points above the plane, split at depth jumps, pieces regrouped.
 
 Foreground is every pixel standing clearly above the table plane, plus pixels
 just above it whose colour differs from the table's (a knife lying flat is
-only millimetres tall, within the depth noise). Foreground pixels are
-labelled as connected components on the organised image after cutting the
-links across depth discontinuities, so objects that touch in the image but
-not in space come apart. Everything is whole-image numpy/scipy work.
+only millimetres tall, within the depth noise), plus low pixels that connect
+to either (hysteresis: a lollipop stick lying on the table). Foreground
+pixels are labelled as connected components on the organised image after
+cutting the links across depth discontinuities, so objects that touch in the
+image but not in space come apart. The pieces are then regrouped into
+objects (``merge_object_pieces``): pieces touching in 3D, standing over one
+another's footprint, or lined up across a small gap after a thin part, join;
+pieces that meet along an occlusion border (deep depth jump plus a colour
+change) stay apart. Everything is whole-image numpy/scipy work.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from partseg_ros.backends.shapegrasp.table import TablePlane
 @dataclass
 class SegmentationConfig:
     min_height_m: float = 0.008  # clearly above the table
+    low_height_m: float = 0.004  # above the table's own noise band: kept where a run of such pixels leaves an object
+    low_reach_px: int = 3  # ...and reaches this many pixels beyond it (a part lying there, not a rim around its base)
     flat_height_m: float = -0.001  # lowest height a flat object (blade, paper) may read at
     max_height_m: float = 0.6  # ignore things hanging over the table (arms, lamps)
     table_margin_m: float = 0.04  # objects must stand within the table's extent plus this
@@ -37,8 +44,19 @@ class SegmentationConfig:
     min_pixels: int = 60
     min_extent_m: float = 0.015
     touch_distance_m: float = 0.015  # pieces closer than this in 3D are one object
-    stacked_share: float = 0.45  # a piece standing this much inside another's top-view box is part of it
+    stacked_share: float = 0.45  # a piece standing this much over/under another's top-view footprint is part of it
     stacked_distance_m: float = 0.1  # ...if it is also this close to it in 3D
+    footprint_cell_m: float = 0.01  # cell of the top-view occupancy grid used for that test
+    continuation_gap_m: float = 0.03  # a thin piece whose axis runs into another piece within this gap joins it
+    thin_elongation: float = 5.0  # length / width of a piece that counts as thin for that
+    thin_max_width_m: float = 0.03  # ...and its width at most this (a handle or a stem, not a slim box)
+    continuation_axis_m: float = 0.004  # least half-width of the corridor along its axis
+    continuation_height_m: float = 0.01  # and the two sides of the gap are at the same height within this
+    border_width_px: int = 3  # pixels either side of the image border shared by two pieces
+    min_border_px: int = 12  # fewer shared border pixels than this is no common border
+    occlusion_chroma_step: float = 0.09  # a colour change this strong across a depth jump...
+    occlusion_jump_m: float = 0.05  # ...of at least this much separates two objects
+    occlusion_brightness_step: float = 0.4  # log brightness ratio that separates them across twice that jump
 
 
 @dataclass
@@ -107,6 +125,31 @@ def flat_object_pixels(rgb: np.ndarray, near_plane: np.ndarray, table_like: np.n
     brighter = bright > table_bright * (1.0 + config.brightness_step)
     darker = bright < table_bright * (1.0 - 2.5 * config.brightness_step)  # much darker than any soft shadow
     return near_plane & (different | brighter | darker)
+
+
+def attached_low_pixels(foreground: np.ndarray, low: np.ndarray, reach_px: int = 3) -> np.ndarray:
+    """Low pixels (a few millimetres up) that run out of the foreground: hysteresis on height.
+
+    A lollipop stick or a spoon's neck lying on the table stands only a few
+    millimetres high, within reach of the depth noise, so a single height
+    threshold either loses it or lets table noise in. Table noise that high
+    is sparse and scattered; a thin part lying on the table forms a run of
+    such pixels that starts at its object and leads away from it. A run is
+    therefore kept when it has no lone pixels, touches the confident
+    foreground and reaches more than ``reach_px`` pixels beyond it; a rim of
+    low pixels hugging an object's base (mixed pixels, a bevel) is not a part
+    and would only widen the object's foot.
+    """
+    low = low & (ndimage.uniform_filter(low.astype(np.float32), size=3) > 0.3)
+    if not low.any():
+        return low
+    runs, count = ndimage.label(low, structure=np.ones((3, 3), dtype=bool))
+    touching = np.bincount(runs[low & ndimage.binary_dilation(foreground)], minlength=count + 1) > 0
+    beyond = low & ~ndimage.binary_dilation(foreground, iterations=reach_px)
+    reaching = np.bincount(runs[beyond], minlength=count + 1) >= reach_px
+    keep = touching & reaching
+    keep[0] = False
+    return keep[runs]
 
 
 def depth_edges(depth: np.ndarray, rel: float, abs_m: float, among: Optional[np.ndarray] = None) -> np.ndarray:
@@ -180,6 +223,9 @@ def segment_objects(
         xy = table_coords[..., :2]
         with np.errstate(invalid="ignore"):
             foreground &= (xy[..., 0] > lo[0]) & (xy[..., 0] < hi[0]) & (xy[..., 1] > lo[1]) & (xy[..., 1] < hi[1])
+    with np.errstate(invalid="ignore"):
+        low = valid & (height > config.low_height_m) & (height <= config.min_height_m) & ~foreground
+    foreground |= attached_low_pixels(foreground, low, config.low_reach_px)
 
     edges = depth_edges(depth, config.depth_jump_rel, config.depth_jump_abs_m, among=foreground)
     core = foreground & ~edges
@@ -222,39 +268,155 @@ def segment_objects(
                 rgb=rgb[rows, cols],
             )
         )
-    return merge_object_pieces(clusters, config)
+    return merge_object_pieces(clusters, config, rgb, depth)
 
 
-def _top_view_box(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Oriented rectangle of a piece seen from above: centre, axes (2x2 rows), low and high extents."""
-    xy = points[:, :2]
-    centre = np.median(xy, axis=0)
-    cov = np.cov((xy - centre).T) if len(xy) > 2 else np.eye(2)
-    _, vecs = np.linalg.eigh(cov)
-    proj = (xy - centre) @ vecs
-    return centre, vecs, percentile(proj, 2, axis=0), percentile(proj, 98, axis=0)
+@dataclass
+class TopViewFootprint:
+    """Floor space a piece covers seen from above: an occupancy grid of its table-frame xy.
+
+    Small gaps between occupied cells are closed, enclosed holes filled (the
+    unseen inside of a bowl still belongs to its footprint) and the grid grown
+    by one cell (its own quantisation), but unlike a bounding box it keeps the
+    piece's shape, so the floor beside a long diagonal tool is not counted as
+    its footprint.
+    """
+
+    origin: np.ndarray  # xy of cell (0, 0)
+    cell_m: float
+    occupied: np.ndarray  # 2D bool grid
+
+    @classmethod
+    def of(cls, points_table: np.ndarray, cell_m: float) -> "TopViewFootprint":
+        origin = points_table[:, :2].min(axis=0) - 2 * cell_m
+        cells = np.floor((points_table[:, :2] - origin) / cell_m).astype(int)
+        grid = np.zeros(cells.max(axis=0) + 3, dtype=bool)
+        grid[cells[:, 0], cells[:, 1]] = True
+        grid = ndimage.binary_dilation(ndimage.binary_fill_holes(ndimage.binary_closing(grid)))
+        return cls(origin, cell_m, grid)
+
+    def share_inside(self, points_table: np.ndarray) -> float:
+        """Share of the points whose xy falls on this footprint."""
+        if not len(points_table):
+            return 0.0
+        cells = np.floor((points_table[:, :2] - self.origin) / self.cell_m).astype(int)
+        inside = np.all((cells >= 0) & (cells < self.occupied.shape), axis=1)
+        hits = np.zeros(len(cells), dtype=bool)
+        hits[inside] = self.occupied[cells[inside, 0], cells[inside, 1]]
+        return float(hits.mean())
 
 
-def _inside_share(points: np.ndarray, box) -> float:
-    centre, vecs, lo, hi = box
-    proj = (points[:, :2] - centre) @ vecs
-    return float(np.all((proj >= lo) & (proj <= hi), axis=1).mean()) if len(points) else 0.0
+def _stacked(a: np.ndarray, b: np.ndarray, footprint_a: TopViewFootprint, footprint_b: TopViewFootprint,
+             share: float) -> bool:
+    """Objects on a table do not share floor space: a piece mostly over or under another's footprint is one object
+    with it (a glass's stem under its bowl, a mug's inside seen over the rim)."""
+    return footprint_b.share_inside(a) >= share or footprint_a.share_inside(b) >= share
 
 
-def _stacked(a: np.ndarray, b: np.ndarray, box_a, box_b, share: float) -> bool:
-    """Objects on a table do not share floor space: a piece mostly inside another's top-view box is one object with it
-    (a glass's stem under its bowl, a mug's inside seen over the rim)."""
-    return _inside_share(a, box_b) >= share or _inside_share(b, box_a) >= share
+@dataclass
+class ThinAxis:
+    """The axis of a thin elongated piece seen from above, and the height at each of its two ends."""
+
+    centre: np.ndarray
+    axis: np.ndarray
+    normal: np.ndarray
+    ends: tuple[float, float]  # low and high end along the axis
+    end_heights: tuple[float, float]
+    width: float
+
+    @classmethod
+    def of(cls, points_table: np.ndarray, config: SegmentationConfig) -> Optional["ThinAxis"]:
+        """None unless the piece is thin: at most ``thin_max_width_m`` wide and ``thin_elongation`` times longer."""
+        if len(points_table) < 5:
+            return None
+        xy = points_table[:, :2]
+        centre = xy.mean(axis=0)
+        _, vecs = np.linalg.eigh(np.cov((xy - centre).T))
+        axis, normal = vecs[:, 1], vecs[:, 0]
+        along = (xy - centre) @ axis
+        across = (xy - centre) @ normal
+        lo, hi = float(percentile(along, 2)), float(percentile(along, 98))
+        width = max(float(percentile(across, 95) - percentile(across, 5)), 0.005)
+        if width > config.thin_max_width_m or hi - lo < config.thin_elongation * width:
+            return None
+        heights = points_table[:, 2]
+        low_height = float(np.median(heights[along < lo + width]))
+        high_height = float(np.median(heights[along > hi - width]))
+        return cls(centre, axis, normal, (lo, hi), (low_height, high_height), width)
 
 
-def merge_object_pieces(clusters: list[ObjectCluster], config: SegmentationConfig) -> list[ObjectCluster]:
-    """Join pieces of one object that depth jumps cut apart.
+def continues_into(thin: ThinAxis, other: np.ndarray, config: SegmentationConfig) -> bool:
+    """Good continuation: the thin piece's axis, prolonged past one of its ends, runs into the other piece.
+
+    Thin necks (a spoon's between handle and bowl, a knife's at its bolster)
+    are only a few pixels wide and millimetres high, so depth noise cuts them
+    and leaves a small gap; the parts either side still line up on the thin
+    piece's axis, at the height where it ends. Objects merely lying near
+    each other rarely sit on that line, within the piece's own width of it.
+    """
+    if not len(other):
+        return False
+    rel = other[:, :2] - thin.centre
+    other_along = rel @ thin.axis
+    on_axis = np.abs(rel @ thin.normal) < max(thin.width / 2, config.continuation_axis_m)
+    overlap = config.continuation_axis_m  # the gap may close to a slight overlap
+    for sign, end, end_height in ((-1.0, thin.ends[0], thin.end_heights[0]), (1.0, thin.ends[1], thin.end_heights[1])):
+        beyond = sign * (other_along - end)
+        hits = on_axis & (beyond > -overlap) & (beyond < config.continuation_gap_m)
+        if hits.sum() >= 3 and abs(float(np.median(other[hits, 2])) - end_height) < config.continuation_height_m:
+            return True
+    return False
+
+
+def occlusion_boundary(a: ObjectCluster, b: ObjectCluster, rgb: np.ndarray, depth: np.ndarray,
+                       config: SegmentationConfig) -> bool:
+    """Whether the image border between two pieces is one object occluding another.
+
+    Where one object stands in front of another their image regions meet
+    along a depth jump as deep as the gap between them, and the colour
+    changes there (two objects, two materials). Self-occlusion within one
+    object (a mug's rim over its inside) jumps only across the object and
+    usually keeps its colour; a multi-coloured object's parts join with a
+    small jump. Both cues are therefore required. Brightness alone is weaker
+    evidence (shading changes it across one curved surface: a mug's inside
+    is darker than its outside), so it needs twice the jump.
+    """
+    r = config.border_width_px
+    lo = np.maximum(a.pixels.min(axis=0), b.pixels.min(axis=0)) - r
+    hi = np.minimum(a.pixels.max(axis=0), b.pixels.max(axis=0)) + r + 1
+    if np.any(hi <= lo):
+        return False
+    lo = np.maximum(lo, 0)
+    window = (slice(lo[0], hi[0]), slice(lo[1], hi[1]))
+    in_a, in_b = a.mask[window], b.mask[window]
+    band_a = in_a & ndimage.binary_dilation(in_b, iterations=r)
+    band_b = in_b & ndimage.binary_dilation(in_a, iterations=r)
+    if band_a.sum() < config.min_border_px or band_b.sum() < config.min_border_px:
+        return False
+    chroma, bright = _chromaticity(rgb[window])
+    colour_step = np.abs(np.median(chroma[band_a], axis=0) - np.median(chroma[band_b], axis=0)).max()
+    brightness_step = abs(np.log(np.median(bright[band_a]) / np.median(bright[band_b])))
+    z = depth[window]
+    jump = abs(float(np.nanmedian(z[band_a])) - float(np.nanmedian(z[band_b])))
+    if colour_step > config.occlusion_chroma_step and jump > config.occlusion_jump_m:
+        return True
+    return bool(brightness_step > config.occlusion_brightness_step and jump > 2 * config.occlusion_jump_m)
+
+
+def merge_object_pieces(clusters: list[ObjectCluster], config: SegmentationConfig,
+                        rgb: Optional[np.ndarray] = None, depth: Optional[np.ndarray] = None) -> list[ObjectCluster]:
+    """Join pieces of one object that depth jumps (or depth noise) cut apart.
 
     A mug's inside seen over its rim, or a handle in front of its body, is cut
     off by a depth jump but touches the rest in 3D (wall thickness apart);
     separate objects on a table stand apart. Pieces closer than
-    ``touch_distance_m`` are therefore one object. (Objects that really touch
-    are merged too: a known limit of geometry-only segmentation.)
+    ``touch_distance_m`` are therefore one object, and so are pieces over one
+    another's top-view footprint (a glass's foot under its bowl) and pieces
+    lined up across a small gap after a thin part (``continues_into``). With
+    the image (``rgb``, ``depth``), pieces meeting along an occlusion border
+    are kept apart whatever else holds (``occlusion_boundary``): objects that
+    touch but differ in colour. Same-coloured objects that really touch are
+    still merged, a known limit.
     """
     from scipy.spatial import cKDTree
 
@@ -272,8 +434,20 @@ def merge_object_pieces(clusters: list[ObjectCluster], config: SegmentationConfi
     reach = max(config.touch_distance_m, config.stacked_distance_m)
     lows = [c.points_table.min(axis=0) - reach for c in clusters]
     highs = [c.points_table.max(axis=0) + reach for c in clusters]
-    boxes = [_top_view_box(c.points_table) for c in clusters]
     samples = [c.points_table[:: max(1, len(c.points_table) // 4000)] for c in clusters]
+    footprints: dict[int, TopViewFootprint] = {}
+    thin_axes: dict[int, Optional[ThinAxis]] = {}
+
+    def footprint(i: int) -> TopViewFootprint:
+        if i not in footprints:
+            footprints[i] = TopViewFootprint.of(samples[i], config.footprint_cell_m)
+        return footprints[i]
+
+    def continues(i: int, j: int) -> bool:
+        if i not in thin_axes:
+            thin_axes[i] = ThinAxis.of(samples[i], config)
+        return thin_axes[i] is not None and continues_into(thin_axes[i], samples[j], config)
+
     trees: dict[int, object] = {}
     for i in range(n):
         for j in range(i + 1, n):
@@ -284,8 +458,14 @@ def merge_object_pieces(clusters: list[ObjectCluster], config: SegmentationConfi
             distance, _ = trees[i].query(samples[j], k=1, distance_upper_bound=reach)
             touching = (distance < config.touch_distance_m).sum() >= 3
             near = np.isfinite(distance).any()
-            if touching or (near and _stacked(samples[i], samples[j], boxes[i], boxes[j], config.stacked_share)):
-                parent[find(j)] = find(i)
+            joined = touching or (near and (
+                _stacked(samples[i], samples[j], footprint(i), footprint(j), config.stacked_share)
+                or continues(i, j) or continues(j, i)))
+            if not joined:
+                continue
+            if rgb is not None and depth is not None and occlusion_boundary(clusters[i], clusters[j], rgb, depth, config):
+                continue
+            parent[find(j)] = find(i)
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(find(i), []).append(i)
