@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 
 from partseg_ros.backends.shapegrasp.segmentation import (
+    ObjectCluster,
     SegmentationConfig,
     ThinAxis,
     TopViewFootprint,
     attached_low_pixels,
     continues_into,
+    join_nearest_in_depth,
+    occlusion_boundary,
     segment_objects,
 )
 from partseg_ros.backends.shapegrasp.table import backproject, fit_table_plane
@@ -198,3 +201,69 @@ def test_touching_objects_of_different_colour_across_a_depth_jump_stay_apart(occ
     for object_id in (1, 2):
         _, coverage, purity = _best_cluster(clusters, occluded_view, object_id)
         assert purity > 0.9 and coverage > 0.8, (object_id, coverage, purity)
+
+
+def test_edge_pixels_join_the_neighbour_on_their_own_side_of_the_jump():
+    """A near-side edge pixel beside both its own surface (label 1, 0.60 m) and the one behind (label 2, 0.70 m)."""
+    labels = np.array([[1, 0, 2]] * 3)
+    depth = np.array([[0.60, 0.61, 0.70]] * 3)
+    pixels = labels == 0
+    joined = join_nearest_in_depth(labels, pixels, depth)
+    assert (joined[:, 1] == 1).all()
+    depth_far = np.array([[0.60, 0.69, 0.70]] * 3)
+    assert (join_nearest_in_depth(labels, pixels, depth_far)[:, 1] == 2).all()
+
+
+@pytest.fixture(scope="module")
+def same_colour_in_front_view():
+    """A tall white can 2 cm in front of a lower white box: one colour, a depth jump between them, no contact."""
+    import open3d as o3d
+
+    can = o3d.geometry.TriangleMesh.create_cylinder(radius=0.035, height=0.14, resolution=40)
+    can.translate((0.0, 0.0, 0.07))
+    white = (0.85, 0.85, 0.82)
+    meshes = [table()] + [
+        _placed(can, 1, 1, white, 0.0, -0.02),
+        _placed(_box((0.18, 0.06, 0.07), (-0.09, 0.0, 0.0)), 2, 2, white, 0.0, 0.035),
+    ]
+    return render(meshes, seed=1)
+
+
+def test_object_in_front_does_not_lend_its_edge_to_the_one_behind(same_colour_in_front_view):
+    """The can's rim pixels at the jump stay with the can, so the box behind does not seem to touch it.
+
+    (The box's visible face is cut in two by the can, a split this test does not judge: only purity.)
+    """
+    clusters = _clusters(same_colour_in_front_view)
+    for object_id in (1, 2):
+        _, coverage, purity = _best_cluster(clusters, same_colour_in_front_view, object_id)
+        assert purity > 0.95, (object_id, coverage, purity)
+    _, can_coverage, _ = _best_cluster(clusters, same_colour_in_front_view, 1)
+    assert can_coverage > 0.9
+
+
+def _piece(index: int, mask: np.ndarray, rgb: np.ndarray) -> ObjectCluster:
+    rows, cols = np.nonzero(mask)
+    points = np.zeros((len(rows), 3))
+    return ObjectCluster(index, mask, np.stack([rows, cols], axis=1), points, points, rgb[rows, cols])
+
+
+def test_occlusion_border_is_judged_locally_along_its_length():
+    """Striped objects, 12 cm apart in depth, whose border is 40% white against white and 60% colour against colour.
+
+    Each side's colours lie either side of white in chromaticity, so the medians over the two whole border bands
+    are both white and hide the change; comparing each border pixel with its neighbour across shows it.
+    """
+    height, width = 40, 40
+    left = np.zeros((height, width), dtype=bool)
+    left[:, :20] = True
+    depth = np.where(left, 0.60, 0.72)
+    rgb = np.zeros((height, width, 3), dtype=np.uint8)
+    rgb[:16] = (150, 150, 150)  # white caps on both, equal brightness throughout
+    rgb[16:28, :20], rgb[16:28, 20:] = (225, 112, 113), (135, 225, 90)
+    rgb[28:, :20], rgb[28:, 20:] = (112, 225, 113), (202, 90, 158)
+    front, behind = _piece(0, left, rgb), _piece(1, ~left, rgb)
+    assert occlusion_boundary(front, behind, rgb, depth, CONFIG)
+    # The same border with the colour change on only a quarter of it is one object's self-occlusion.
+    rgb[:30] = (150, 150, 150)
+    assert not occlusion_boundary(front, behind, rgb, depth, CONFIG)

@@ -6,11 +6,13 @@ only millimetres tall, within the depth noise), plus low pixels that connect
 to either (hysteresis: a lollipop stick lying on the table). Foreground
 pixels are labelled as connected components on the organised image after
 cutting the links across depth discontinuities, so objects that touch in the
-image but not in space come apart. The pieces are then regrouped into
+image but not in space come apart; the pixels on a jump go to the piece on
+their own side of it (nearest in depth), lest the object behind borrow the
+front one's rim and seem to touch it in 3D. The pieces are then regrouped into
 objects (``merge_object_pieces``): pieces touching in 3D, standing over one
 another's footprint, or lined up across a small gap after a thin part, join;
 pieces that meet along an occlusion border (deep depth jump plus a colour
-change) stay apart. Everything is whole-image numpy/scipy work.
+change, along most of the border's length) stay apart. Everything is whole-image numpy/scipy work.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class SegmentationConfig:
     occlusion_chroma_step: float = 0.09  # a colour change this strong across a depth jump...
     occlusion_jump_m: float = 0.05  # ...of at least this much separates two objects
     occlusion_brightness_step: float = 0.4  # log brightness ratio that separates them across twice that jump
+    occlusion_border_share: float = 0.5  # ...where this share of the shared border shows it
 
 
 @dataclass
@@ -179,6 +182,35 @@ def depth_edges(depth: np.ndarray, rel: float, abs_m: float, among: Optional[np.
     return edges
 
 
+def join_nearest_in_depth(labels: np.ndarray, pixels: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Give each of ``pixels`` the label of its 8-neighbour closest in depth.
+
+    A pixel on the near side of a depth jump has neighbours on both sides;
+    taking any neighbour's label (the largest, say) can hand it to the object
+    behind, which then seems to touch the one in front in 3D and is merged
+    with it. The neighbour nearest in depth is on the pixel's own surface.
+    """
+    rows, cols = np.nonzero(pixels)
+    height, width = labels.shape
+    best_label = np.zeros(len(rows), dtype=labels.dtype)
+    best_gap = np.full(len(rows), np.inf)
+    own = depth[rows, cols]
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            if dr == 0 and dc == 0:
+                continue
+            r = np.clip(rows + dr, 0, height - 1)
+            c = np.clip(cols + dc, 0, width - 1)
+            label = labels[r, c]
+            gap = np.abs(depth[r, c] - own)
+            better = (label > 0) & (gap < best_gap)
+            best_label[better] = label[better]
+            best_gap[better] = gap[better]
+    out = labels.copy()
+    out[rows, cols] = best_label
+    return out
+
+
 def table_region(table_xy_all: np.ndarray, height: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """Bounds (min xy, max xy) of the table top in the table frame, from its inlier points."""
     with np.errstate(invalid="ignore"):
@@ -232,11 +264,10 @@ def segment_objects(
     labels, count = ndimage.label(core)
     if count == 0:
         return []
-    # Edge pixels of the foreground join the adjacent component (the nearer side of the jump is theirs).
-    border = foreground & edges
+    # Edge pixels of the foreground join the adjacent component on their own side of the jump.
+    border = foreground & edges & (labels == 0)
     if border.any():
-        grown = ndimage.grey_dilation(labels, size=(3, 3))
-        labels = np.where(border & (labels == 0), grown, labels)
+        labels = join_nearest_in_depth(labels, border, depth)
 
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     clusters: list[ObjectCluster] = []
@@ -379,7 +410,9 @@ def occlusion_boundary(a: ObjectCluster, b: ObjectCluster, rgb: np.ndarray, dept
     usually keeps its colour; a multi-coloured object's parts join with a
     small jump. Both cues are therefore required. Brightness alone is weaker
     evidence (shading changes it across one curved surface: a mug's inside
-    is darker than its outside), so it needs twice the jump.
+    is darker than its outside), so it needs twice the jump. The cues are
+    read pixel by pixel across the border and the border counts as an
+    occlusion where most of its length shows them.
     """
     r = config.border_width_px
     lo = np.maximum(a.pixels.min(axis=0), b.pixels.min(axis=0)) - r
@@ -394,13 +427,24 @@ def occlusion_boundary(a: ObjectCluster, b: ObjectCluster, rgb: np.ndarray, dept
     if band_a.sum() < config.min_border_px or band_b.sum() < config.min_border_px:
         return False
     chroma, bright = _chromaticity(rgb[window])
-    colour_step = np.abs(np.median(chroma[band_a], axis=0) - np.median(chroma[band_b], axis=0)).max()
-    brightness_step = abs(np.log(np.median(bright[band_a]) / np.median(bright[band_b])))
     z = depth[window]
-    jump = abs(float(np.nanmedian(z[band_a])) - float(np.nanmedian(z[band_b])))
-    if colour_step > config.occlusion_chroma_step and jump > config.occlusion_jump_m:
-        return True
-    return bool(brightness_step > config.occlusion_brightness_step and jump > 2 * config.occlusion_jump_m)
+    occluding = []
+    # Each border pixel is compared with the nearest pixel of the other piece (both ways round): locally,
+    # so a border that is half white against white (two white caps) and half purple against green still
+    # shows its colour change, which medians over the two whole bands would average away.
+    for band, other in ((band_a, in_b), (band_b, in_a)):
+        _, (near_r, near_c) = ndimage.distance_transform_edt(~other, return_indices=True)
+        rows, cols = np.nonzero(band)
+        pair_r, pair_c = near_r[rows, cols], near_c[rows, cols]
+        colour_step = np.abs(chroma[rows, cols] - chroma[pair_r, pair_c]).max(axis=-1)
+        brightness_step = np.abs(np.log(bright[rows, cols] / bright[pair_r, pair_c]))
+        with np.errstate(invalid="ignore"):
+            jump = np.abs(z[rows, cols] - z[pair_r, pair_c])
+            occluding.append(
+                ((colour_step > config.occlusion_chroma_step) & (jump > config.occlusion_jump_m))
+                | ((brightness_step > config.occlusion_brightness_step) & (jump > 2 * config.occlusion_jump_m))
+            )
+    return bool(np.concatenate(occluding).mean() >= config.occlusion_border_share)
 
 
 def merge_object_pieces(clusters: list[ObjectCluster], config: SegmentationConfig,
