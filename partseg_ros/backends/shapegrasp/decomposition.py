@@ -8,12 +8,21 @@ happens in the table frame (z up):
   vertical axis fitted through them; points far outside the local
   cross-section radius are *protrusions* (handles, spouts, triggers), grouped
   by 3D connectivity; the remaining core is split into layers where the
-  radius profile changes (bowl / stem / base of a glass, body / neck of a
+  radius profile (measured about each slice's own middle, so a thin stem
+  stays thin) changes (bowl / stem / base of a glass, body / neck of a
   bottle) or where a piece of its own colour closes an end (the cork);
+  neighbouring layers that one cone explains are joined again (a martini
+  bowl is one part, not rings);
 * lying objects are sliced along their main horizontal axis and split where
   the width, height or colour profile changes (blade / handle of a knife,
   blossom / stem of a flower); a clearly raised lump on top of a piece is
   split off as a top part (a knob, a tissue).
+
+After the split, pieces below a minimum share merge into their neighbour,
+except end layers clearly narrower or wider than the layer they end (a knob,
+a glass's foot). Optionally (move_colour_fringes), points carrying a
+neighbouring piece's colour and touching it move to that piece first (cuts
+are straight, part boundaries are not).
 
 Profiles are split by exact 1D dynamic programming (least squares with a
 per-split penalty), so the split points are reproducible and explainable.
@@ -52,6 +61,13 @@ class DecompositionConfig:
     shape_cut_share: float = 0.4  # share of the split penalty the size profile alone must pay for a kept cut
     end_colour_boost: float = 2.0  # colour weight multiplier in the joint split (short corks and caps need it)
     layer_colour_distance: float = 0.08  # opponent-colour distance below which two pieces share a colour
+    min_end_part_share: float = 0.01  # a top/bottom layer this small is kept if its width differs clearly
+    end_part_width_ratio: float = 1.8  # ...by this factor from the layer it ends (knob on a lid, foot of a glass)
+    # Off by default: it helps with true object masks, but a found cluster that also holds part of a neighbour
+    # or of the table gives that region's colour a "piece" to grow, and the full-scene study lost by it.
+    move_colour_fringes: bool = False  # see reassign_colour_fringes
+    merge_cones: bool = True  # rejoin layers that one cone explains (see merge_cone_layers)
+    slice_centred_radius: bool = True  # layer radius about each slice's own middle (see _slice_radius)
 
 
 @dataclass
@@ -398,8 +414,12 @@ def decompose(cluster: ObjectCluster, config: Optional[DecompositionConfig] = No
         groups = _lying_parts(pts, along, across, cluster, config)
 
     total_area = float(area.sum()) or 1.0
+    # Cuts follow the size profile; a fringe of another piece's colour left across a cut goes to that piece.
+    if config.move_colour_fringes:
+        groups = reassign_colour_fringes(groups, pts, cluster.rgb, config)
     # Tiny pieces go back to the neighbouring part with the most points nearby.
-    groups = _absorb_small(groups, pts, area, total_area, config)
+    groups = _absorb_small(groups, pts, area, total_area, config, upright)
+    groups = _order_positions(groups, upright)
 
     parts: list[GeometricPart] = []
     for index, (idx, position, protruding, span) in enumerate(groups):
@@ -456,6 +476,55 @@ def _taper(points: np.ndarray, axis: np.ndarray) -> float:
     return spread(a) / spread(b)
 
 
+def _linear_fit_cost(radius: np.ndarray, weights: np.ndarray) -> float:
+    """Weighted squared log error of the best straight radius line through a run of slices (a cone)."""
+    z = np.arange(len(radius), dtype=np.float64)
+    w = np.sqrt(weights)
+    slope, offset = np.linalg.lstsq(np.column_stack([z, np.ones_like(z)]) * w[:, None], radius * w, rcond=None)[0]
+    fitted = np.maximum(slope * z + offset, 0.002)
+    return float((weights * (np.log(fitted) - np.log(np.maximum(radius, 0.002))) ** 2).sum())
+
+
+def merge_cone_layers(segments: list[tuple[int, int]], radius: np.ndarray, colour: np.ndarray, weights: np.ndarray,
+                      config: DecompositionConfig) -> list[tuple[int, int]]:
+    """Neighbouring layers of one colour that one cone explains join again.
+
+    The profile split fits a constant width per layer, so a conical part (a
+    martini bowl, a funnel) is cut into rings of growing width. Two such
+    layers are one part when a single straight radius line through both fits
+    their slices about as well as the two constants did (within one split
+    penalty); a stem under the bowl does not lie on the bowl's line.
+    """
+    segments = list(segments)
+    filled = np.maximum(radius, 0.002)
+    k = 0
+    while k < len(segments) - 1:
+        (a, m), (_, b) = segments[k], segments[k + 1]
+        mean_a = np.average(colour[a:m], axis=0, weights=weights[a:m])
+        mean_b = np.average(colour[m:b], axis=0, weights=weights[m:b])
+        same_colour = np.linalg.norm(mean_a - mean_b) / max(config.colour_weight, 1e-6) < config.layer_colour_distance
+        log_r = np.log(filled)
+        constant = _piece_cost(log_r[a:m, None], weights[a:m]) + _piece_cost(log_r[m:b, None], weights[m:b])
+        if same_colour and _linear_fit_cost(filled[a:b], weights[a:b]) <= constant + config.split_penalty:
+            segments[k:k + 2] = [(a, b)]
+        else:
+            k += 1
+    return segments
+
+
+def _slice_radius(points: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarray:
+    """Per-slice radius measured about each slice's own middle, not the object's fitted axis.
+
+    One fitted axis is off-centre for parts of another width (the circle fit
+    follows a glass's bowl, so its stem reads a centimetre wide); a slice's
+    own middle keeps a thin stem thin and a flat foot wide.
+    """
+    cx = _bin_stat(points[:, 0], bins, n_bins, 50)
+    cy = _bin_stat(points[:, 1], bins, n_bins, 50)
+    dist = np.hypot(points[:, 0] - cx[bins], points[:, 1] - cy[bins])
+    return _bin_stat(dist, bins, n_bins, 60)
+
+
 def _upright_parts(pts: np.ndarray, cluster: ObjectCluster, config: DecompositionConfig, axis_centre: np.ndarray):
     z = pts[:, 2]
     centre, _ = fit_vertical_axis(pts[:, :2])
@@ -498,10 +567,13 @@ def _upright_parts(pts: np.ndarray, cluster: ObjectCluster, config: Decompositio
     if len(core_idx) == 0:
         return groups
     cbins = bins[core_idx]
-    r_profile = _bin_stat(radial[core_idx], cbins, config.bins, 60)
+    r_profile = _slice_radius(pts[core_idx], cbins, config.bins) if config.slice_centred_radius \
+        else _bin_stat(radial[core_idx], cbins, config.bins, 60)
     geometry, colour, weights = _profile_features([r_profile], cluster.rgb[core_idx], cbins, config.bins,
                                                   config.colour_weight)
     segments = split_shape_then_colour(geometry, colour, weights, config)
+    if config.merge_cones:
+        segments = merge_cone_layers(segments, r_profile, colour, weights, config)
     layers = []
     for s, e in segments:
         member = core_idx[(cbins >= s) & (cbins < e)]
@@ -549,18 +621,116 @@ def _lying_parts(pts: np.ndarray, along: np.ndarray, across: np.ndarray, cluster
     return groups
 
 
-def _absorb_small(groups, pts: np.ndarray, area: np.ndarray, total_area: float, config: DecompositionConfig):
-    """Merge pieces below the minimum share into the nearest remaining piece."""
-    big = [g for g in groups if area[g[0]].sum() / total_area >= config.min_part_share]
-    small = [g for g in groups if area[g[0]].sum() / total_area < config.min_part_share]
+def _horizontal_spread(points: np.ndarray) -> float:
+    """Robust horizontal diameter of a set of points (twice the 90th-percentile distance from their middle)."""
+    xy = points[:, :2]
+    return 2.0 * float(percentile(np.linalg.norm(xy - np.median(xy, axis=0), axis=1), 90)) + 1e-3
+
+
+def _distinct_end_layers(groups, pts: np.ndarray, area: np.ndarray, total_area: float,
+                         config: DecompositionConfig) -> set[int]:
+    """Indices of small top/bottom layers that are much narrower or wider than the layer they end.
+
+    A knob on a lid, a cork in a neck or the foot of a glass can be a small
+    share of what the camera sees and still be a part: an end layer whose
+    width differs clearly from its neighbour's is not noise.
+    """
+    layers = sorted((k for k, g in enumerate(groups) if not g[2]), key=lambda k: groups[k][3][0])
+    keep: set[int] = set()
+    if len(layers) < 2:
+        return keep
+    for end, neighbour in ((layers[0], layers[1]), (layers[-1], layers[-2])):
+        member = groups[end][0]
+        if len(member) < 15 or area[member].sum() / total_area < config.min_end_part_share:
+            continue
+        ratio = _horizontal_spread(pts[member]) / _horizontal_spread(pts[groups[neighbour][0]])
+        if max(ratio, 1.0 / ratio) >= config.end_part_width_ratio:
+            keep.add(end)
+    return keep
+
+
+def _absorb_small(groups, pts: np.ndarray, area: np.ndarray, total_area: float, config: DecompositionConfig,
+                  upright: bool = False):
+    """Merge pieces below the minimum share into the nearest remaining piece (distinct end layers stay)."""
+    kept = _distinct_end_layers(groups, pts, area, total_area, config) if upright else set()
+    is_big = [k in kept or area[g[0]].sum() / total_area >= config.min_part_share for k, g in enumerate(groups)]
+    big = [g for g, b in zip(groups, is_big) if b]
+    small = [g for g, b in zip(groups, is_big) if not b]
     if not big:
         return [(np.concatenate([g[0] for g in groups]), "middle", False, (0.0, 1.0))] if groups else []
-    for idx, *_ in small:
+    for idx, _, small_protruding, small_span in small:
         centroid = pts[idx].mean(axis=0)
         nearest = int(np.argmin([np.linalg.norm(pts[g[0]].mean(axis=0) - centroid) for g in big]))
         member, position, protruding, span = big[nearest]
+        if not protruding and not small_protruding:  # a merged layer widens the span it covers
+            span = (min(span[0], small_span[0]), max(span[1], small_span[1]))
         big[nearest] = (np.concatenate([member, idx]), position, protruding, span)
     return big
+
+
+def reassign_colour_fringes(groups, pts: np.ndarray, rgb: np.ndarray, config: DecompositionConfig):
+    """Points of one piece that carry a neighbouring piece's colour, and touch it, move to that piece.
+
+    Geometric cuts are straight (a height, a radius), real part boundaries are
+    not: a trigger hangs down beside the body's shoulder, inside the body's
+    radius, so the radius split leaves its lower end with the body. When two
+    pieces have clearly different colours, the points of the first whose
+    colour matches the second (and not the first) and that are connected in 3D
+    to the second piece through such points belong to the second. A label on
+    the body is not affected: it does not touch a piece of its colour.
+    """
+    if len(groups) < 2:
+        return groups
+    colour = _opponent(rgb)
+    models = np.array([np.median(colour[g[0]], axis=0) for g in groups])
+    owner = np.full(len(pts), -1)
+    for k, g in enumerate(groups):
+        owner[g[0]] = k
+    dist = np.linalg.norm(colour[:, None, :] - models[None, :, :], axis=2)  # (N, pieces)
+    own = np.where(owner >= 0, dist[np.arange(len(pts)), np.maximum(owner, 0)], np.inf)
+    near = config.layer_colour_distance
+    moved = np.full(len(pts), -1)
+    for b in range(len(groups)):
+        distinct = np.linalg.norm(models - models[b], axis=1) > 2.0 * near
+        # Points elsewhere with b's colour (and clearly not their own piece's), from pieces of another colour.
+        candidate = (owner >= 0) & distinct[np.maximum(owner, 0)] & (dist[:, b] < near) & (own > 2.0 * near)
+        if not candidate.any():
+            continue
+        idx = np.flatnonzero(candidate | (owner == b))
+        labels = _components_3d(pts[idx], config.voxel_m)
+        anchored = np.unique(labels[owner[idx] == b])
+        joins = idx[np.isin(labels, anchored) & candidate[idx]]
+        better = (moved[joins] < 0) | (dist[joins, b] < dist[joins, np.maximum(moved[joins], 0)])
+        moved[joins[better]] = b
+    if not (moved >= 0).any():
+        return groups
+    owner = np.where(moved >= 0, moved, owner)
+    return [(np.flatnonzero(owner == k), position, protruding, span)
+            for k, (_, position, protruding, span) in enumerate(groups) if (owner == k).any()]
+
+
+def _order_positions(groups, upright: bool):
+    """Position words of the pieces along the axis, given after small pieces were merged away.
+
+    A base ring too small to keep is merged into the piece above it; that piece
+    is then the lowest one and must say "bottom" (not the "middle" it had
+    while the ring was below it). Protrusions keep their own positions.
+    """
+    layers = sorted((k for k, g in enumerate(groups) if not g[2]), key=lambda k: groups[k][3][0])
+    ends = ("bottom", "top") if upright else ("end", "end")
+    out = list(groups)
+    for rank, k in enumerate(layers):
+        member, position, protruding, span = groups[k]
+        if len(layers) == 1:
+            position = "middle"
+        elif rank == 0:
+            position = ends[0]
+        elif rank == len(layers) - 1:
+            position = ends[1]
+        else:
+            position = "middle"
+        out[k] = (member, position, protruding, span)
+    return out
 
 
 def _set_adjacency(parts: list[GeometricPart], cluster: ObjectCluster) -> None:
