@@ -19,9 +19,12 @@ from partseg_ros.backends.shapegrasp.decomposition import (
     reassign_colour_fringes,
     split_shape_then_colour,
 )
-from partseg_ros.backends.shapegrasp.segmentation import cluster_from_mask
+from partseg_ros.backends.shapegrasp.matching import assign_parts
+from partseg_ros.backends.shapegrasp.segmentation import cluster_from_mask, segment_objects
 from partseg_ros.backends.shapegrasp.table import backproject, fit_table_plane
+from partseg_ros.language.knowledge_base import parse_knowledge_base
 from partseg_ros.scene.render import render_study_view
+from shapegrasp_scenes import kitchen_scene
 
 
 def _object(scene: str, view: int, seed: int, name: str):
@@ -141,3 +144,30 @@ def test_cone_is_one_layer_and_the_stem_under_it_another():
     # A colour change between two rings keeps them apart (a painted band is not part of the same cone here).
     colour[pieces[-1][0]:] = [0.5, 0.25, 0.2]
     assert len(merge_cone_layers(pieces, radius, colour * config.colour_weight, weights, config)) > 2
+
+
+def test_missing_optional_part_does_not_count_against_the_object():
+    """A mug seen without a saucer fits a cup that may have one exactly as well as a cup that never has one;
+    a required saucer that is not there lowers the fit."""
+    scene = kitchen_scene(seed=2, noisy=False)
+    points = backproject(scene.depth_m, scene.intrinsics)
+    clusters = segment_objects(points, scene.rgb, fit_table_plane(points))
+    mug = max(clusters, key=lambda c: (scene.object_ids[c.mask] == 1).sum())
+    decomposition = decompose(mug)
+
+    def cup(saucer: dict | None) -> dict:
+        parts = {
+            "handle": {"affordances": ["hold"], "shape": ["ring", "rod"], "position": ["side"], "size": "small",
+                       "protruding": True},
+            "body": {"affordances": ["hold"], "shape": ["cylinder"], "position": ["middle", "bottom"], "size": "large"},
+        }
+        if saucer is not None:
+            parts["saucer"] = {"affordances": ["hold"], "shape": ["plate"], "position": ["bottom"], "size": "medium",
+                               "thickness": "thin", **saucer}
+        return {"affordances": {"hold": "hold it"}, "objects": {"cup": {"size_m": [0.05, 0.2], "parts": parts}}}
+
+    plain = assign_parts(parse_knowledge_base(cup(None)).objects["cup"], decomposition).fit
+    optional = assign_parts(parse_knowledge_base(cup({"optional": True})).objects["cup"], decomposition).fit
+    required = assign_parts(parse_knowledge_base(cup({})).objects["cup"], decomposition).fit
+    assert optional == pytest.approx(plain)
+    assert required < plain - 0.05

@@ -42,6 +42,7 @@ class PartEntry:
     signature: PartSignature
     synonyms: tuple[str, ...] = ()
     fragile: bool = False  # breaks when squeezed (bulb glass): held only when no sturdy part will do
+    optional: bool = False  # often absent (a teacup's saucer): its absence does not count against the object
 
     @property
     def phrases(self) -> tuple[str, ...]:
@@ -245,6 +246,7 @@ def _parse_part(name: str, spec: dict, part_synonyms: dict[str, tuple[str, ...]]
         signature=signature,
         synonyms=part_synonyms.get(name, ()),
         fragile=bool(spec.get("fragile", False)),
+        optional=bool(spec.get("optional", False)),
     )
 
 

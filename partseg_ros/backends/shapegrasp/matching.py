@@ -124,11 +124,14 @@ def assign_parts(entry: ObjectEntry, decomposition: Decomposition) -> PartAssign
         if c not in assigned:
             r = int(np.argmax(matrix[:, c]))
             parts_for[kb_parts[r].name].append(g.index)
-    # Structure fit: how well the matched pieces agree, penalising KB parts that found no piece.
-    matched = [matrix[r, c] for r, c in zip(rows, cols)]
-    missing = len(kb_parts) - len(matched)
+    # Structure fit: how well the matched pieces agree, penalising required KB parts that found no piece. An
+    # optional part (a teacup's saucer) counts only when a piece took it, and only if that piece fits it at all.
+    matched = [matrix[r, c] for r, c in zip(rows, cols) if not (kb_parts[r].optional and matrix[r, c] <= 0)]
+    matched_rows = {r for r, c in zip(rows, cols) if not (kb_parts[r].optional and matrix[r, c] <= 0)}
+    counted = [k for i, k in enumerate(kb_parts) if not k.optional or i in matched_rows]
+    missing = len(counted) - len(matched)
     max_score = sum(WEIGHTS.values())
-    fit = (sum(matched) - 0.5 * missing * max_score * 0.3) / (len(kb_parts) * max_score)
+    fit = (sum(matched) - 0.5 * missing * max_score * 0.3) / (max(len(counted), 1) * max_score)
     return PartAssignment(parts_for, scores, float(fit))
 
 
