@@ -131,7 +131,7 @@ def test_the_task_parts_are_found(answers, view):
 
 
 def test_grasp_regions_are_where_their_parts_are_in_3d(answers, view):
-    """Where in 3D: every region lies on the true surface of the part its mask covers, in the world frame."""
+    """Where in 3D: every region lies on the true surface its mask covers, centred where it is, in the world frame."""
     checked = 0
     for task, _, seg, regions in answers:
         for instance, region in zip(seg.instances, regions.regions):
@@ -143,17 +143,17 @@ def test_grasp_regions_are_where_their_parts_are_in_3d(answers, view):
             part, _ = dominant_part(view, mask)
             if part == 0:
                 continue  # a mask mostly on the table has no part to compare with
-            # The true surface seen through the mask (exact depth), and the part it mostly shows.
+            # The true surface seen through the mask (exact depth): the region's points must lie on it, and its
+            # centroid where that surface's centroid is (for a rounded body that is inside it, not on it).
             seen = world_points(view, true_part_points(view, range(len(view.part_names)), within=mask))
-            part_surface = world_points(view, true_part_points(view, [part], within=mask))
             points, colors = point_cloud2_to_arrays(region.points)
             assert len(points) == region.num_valid_points and colors is not None
             distances, _ = cKDTree(seen).query(points)
             assert np.median(distances) < 0.01, f"median distance to the true surface {np.median(distances):.3f} m"
             centroid = np.array([region.centroid_pose.position.x, region.centroid_pose.position.y,
                                  region.centroid_pose.position.z])
-            gap, _ = cKDTree(part_surface).query(centroid)
-            assert gap < 0.03, f"{task.task_id}: centroid {gap:.3f} m from {view.part_names[part]}"
+            gap = float(np.linalg.norm(centroid - seen.mean(axis=0)))
+            assert gap < 0.02, f"{task.task_id}: centroid {gap:.3f} m from that of the true surface under the mask"
             q = region.centroid_pose.orientation
             assert abs(np.linalg.norm([q.x, q.y, q.z, q.w]) - 1.0) < 1e-6
             approach = np.array([region.approach_direction.x, region.approach_direction.y,
