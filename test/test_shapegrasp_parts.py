@@ -1,4 +1,4 @@
-"""Part decomposition on rendered study objects: thin stems, cones, small end layers, colour fringes.
+"""Part decomposition on rendered study objects: thin stems, cones, small end layers, optional parts.
 
 The objects come from the study renderer (partseg_ros.scene) with sensor
 noise; each object is cut out with its true mask (the oracle-object
@@ -16,7 +16,6 @@ from partseg_ros.backends.shapegrasp.decomposition import (
     GeometricPart,
     decompose,
     merge_cone_layers,
-    reassign_colour_fringes,
     split_shape_then_colour,
 )
 from partseg_ros.backends.shapegrasp.matching import assign_parts
@@ -56,10 +55,6 @@ def martini():
     return _object("martinis", 0, 7, "grey_martini_glass")
 
 
-@pytest.fixture(scope="module")
-def spray():
-    return _object("bottles", 0, 0, "meyers_cleaning_spray")
-
 
 def test_glass_stem_and_foot_are_separate_pieces(martini):
     cluster, names = martini
@@ -94,40 +89,6 @@ def test_small_knob_on_a_lid_is_kept():
     strict = decompose(cluster, DecompositionConfig(min_end_part_share=1.0), posture="upright")
     _, strict_purity, _ = _best_piece(strict, names, "knob")
     assert strict_purity < 0.5
-
-
-def test_trigger_hanging_beside_the_body_leaves_the_body(spray):
-    """The trigger's lower end lies inside the bottle's radius; its colour takes it away from the body."""
-    cluster, names = spray
-    decomposition = decompose(cluster, DecompositionConfig(move_colour_fringes=True), posture="upright")
-    body, purity, coverage = _best_piece(decomposition, names, "body")
-    trigger = names == "trigger"
-    assert body.position == "bottom" and coverage > 0.95
-    assert trigger[body.point_idx].sum() < 0.1 * trigger.sum(), decomposition.describe()
-    # Without the colour step the straight radius cut leaves a good part of the trigger with the body.
-    plain = decompose(cluster, DecompositionConfig(move_colour_fringes=False), posture="upright")
-    plain_body, _, _ = _best_piece(plain, names, "body")
-    assert trigger[plain_body.point_idx].sum() > 0.2 * trigger.sum()
-
-
-def test_colour_fringe_moves_only_when_it_touches_its_colour():
-    """A red fringe inside a green piece that touches the red piece moves; a red patch far from it stays."""
-    rng = np.random.default_rng(0)
-    spacing = 0.004
-    grid = np.stack(np.meshgrid(np.arange(0, 0.1, spacing), np.arange(0, 0.04, spacing), indexing="ij"), -1).reshape(-1, 2)
-    points = np.column_stack([grid, np.zeros(len(grid))]) + rng.normal(0, 0.0003, (len(grid), 3))
-    green, red = np.array([40, 160, 40]), np.array([200, 30, 30])
-    x = points[:, 0]
-    red_piece = x >= 0.07
-    fringe = (x >= 0.06) & (x < 0.07)  # red, but on the green side of a straight cut
-    patch = (x >= 0.01) & (x < 0.02)  # red, far from the red piece
-    rgb = np.where((red_piece | fringe | patch)[:, None], red, green).astype(np.uint8)
-    groups = [(np.flatnonzero(~red_piece), "bottom", False, (0.0, 0.7)), (np.flatnonzero(red_piece), "top", False, (0.7, 1.0))]
-    moved = reassign_colour_fringes(groups, points, rgb, DecompositionConfig())
-    top = set(moved[1][0].tolist())
-    assert set(np.flatnonzero(fringe).tolist()) <= top
-    assert not (set(np.flatnonzero(patch).tolist()) & top)
-    assert len(moved[0][0]) + len(moved[1][0]) == len(points)
 
 
 def test_cone_is_one_layer_and_the_stem_under_it_another():

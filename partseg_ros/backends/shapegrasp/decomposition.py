@@ -20,9 +20,7 @@ happens in the table frame (z up):
 
 After the split, pieces below a minimum share merge into their neighbour,
 except end layers clearly narrower or wider than the layer they end (a knob,
-a glass's foot). Optionally (move_colour_fringes), points carrying a
-neighbouring piece's colour and touching it move to that piece first (cuts
-are straight, part boundaries are not).
+a glass's foot).
 
 Profiles are split by exact 1D dynamic programming (least squares with a
 per-split penalty), so the split points are reproducible and explainable.
@@ -65,7 +63,6 @@ class DecompositionConfig:
     end_part_width_ratio: float = 1.8  # ...by this factor from the layer it ends (knob on a lid, foot of a glass)
     # Off by default: it helps with true object masks, but a found cluster that also holds part of a neighbour
     # or of the table gives that region's colour a "piece" to grow, and the full-scene study lost by it.
-    move_colour_fringes: bool = False  # see reassign_colour_fringes
     merge_cones: bool = True  # rejoin layers that one cone explains (see merge_cone_layers)
     slice_centred_radius: bool = True  # layer radius about each slice's own middle (see _slice_radius)
 
@@ -414,9 +411,6 @@ def decompose(cluster: ObjectCluster, config: Optional[DecompositionConfig] = No
         groups = _lying_parts(pts, along, across, cluster, config)
 
     total_area = float(area.sum()) or 1.0
-    # Cuts follow the size profile; a fringe of another piece's colour left across a cut goes to that piece.
-    if config.move_colour_fringes:
-        groups = reassign_colour_fringes(groups, pts, cluster.rgb, config)
     # Tiny pieces go back to the neighbouring part with the most points nearby.
     groups = _absorb_small(groups, pts, area, total_area, config, upright)
     groups = _order_positions(groups, upright)
@@ -666,47 +660,6 @@ def _absorb_small(groups, pts: np.ndarray, area: np.ndarray, total_area: float, 
             span = (min(span[0], small_span[0]), max(span[1], small_span[1]))
         big[nearest] = (np.concatenate([member, idx]), position, protruding, span)
     return big
-
-
-def reassign_colour_fringes(groups, pts: np.ndarray, rgb: np.ndarray, config: DecompositionConfig):
-    """Points of one piece that carry a neighbouring piece's colour, and touch it, move to that piece.
-
-    Geometric cuts are straight (a height, a radius), real part boundaries are
-    not: a trigger hangs down beside the body's shoulder, inside the body's
-    radius, so the radius split leaves its lower end with the body. When two
-    pieces have clearly different colours, the points of the first whose
-    colour matches the second (and not the first) and that are connected in 3D
-    to the second piece through such points belong to the second. A label on
-    the body is not affected: it does not touch a piece of its colour.
-    """
-    if len(groups) < 2:
-        return groups
-    colour = _opponent(rgb)
-    models = np.array([np.median(colour[g[0]], axis=0) for g in groups])
-    owner = np.full(len(pts), -1)
-    for k, g in enumerate(groups):
-        owner[g[0]] = k
-    dist = np.linalg.norm(colour[:, None, :] - models[None, :, :], axis=2)  # (N, pieces)
-    own = np.where(owner >= 0, dist[np.arange(len(pts)), np.maximum(owner, 0)], np.inf)
-    near = config.layer_colour_distance
-    moved = np.full(len(pts), -1)
-    for b in range(len(groups)):
-        distinct = np.linalg.norm(models - models[b], axis=1) > 2.0 * near
-        # Points elsewhere with b's colour (and clearly not their own piece's), from pieces of another colour.
-        candidate = (owner >= 0) & distinct[np.maximum(owner, 0)] & (dist[:, b] < near) & (own > 2.0 * near)
-        if not candidate.any():
-            continue
-        idx = np.flatnonzero(candidate | (owner == b))
-        labels = _components_3d(pts[idx], config.voxel_m)
-        anchored = np.unique(labels[owner[idx] == b])
-        joins = idx[np.isin(labels, anchored) & candidate[idx]]
-        better = (moved[joins] < 0) | (dist[joins, b] < dist[joins, np.maximum(moved[joins], 0)])
-        moved[joins[better]] = b
-    if not (moved >= 0).any():
-        return groups
-    owner = np.where(moved >= 0, moved, owner)
-    return [(np.flatnonzero(owner == k), position, protruding, span)
-            for k, (_, position, protruding, span) in enumerate(groups) if (owner == k).any()]
 
 
 def _order_positions(groups, upright: bool):
