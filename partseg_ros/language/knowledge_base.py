@@ -137,10 +137,11 @@ class ObjectEntry:
     @property
     def grasp_part(self) -> PartEntry:
         """The part a robot holds by default: the first sturdy graspable part that affords holding."""
-        for part in sturdy_first(self.parts):
+        preferred = sturdy_first(self.parts)
+        for part in preferred:
             if part.graspable and any(a in part.affordances for a in GRASP_AFFORDANCES):
                 return part
-        for part in sturdy_first(self.parts):
+        for part in preferred:
             if part.graspable:
                 return part
         return self.parts[0]

@@ -61,8 +61,6 @@ class DecompositionConfig:
     layer_colour_distance: float = 0.08  # opponent-colour distance below which two pieces share a colour
     min_end_part_share: float = 0.01  # a top/bottom layer this small is kept if its width differs clearly
     end_part_width_ratio: float = 1.8  # ...by this factor from the layer it ends (knob on a lid, foot of a glass)
-    # Off by default: it helps with true object masks, but a found cluster that also holds part of a neighbour
-    # or of the table gives that region's colour a "piece" to grow, and the full-scene study lost by it.
     merge_cones: bool = True  # rejoin layers that one cone explains (see merge_cone_layers)
     slice_centred_radius: bool = True  # layer radius about each slice's own middle (see _slice_radius)
 
@@ -519,6 +517,11 @@ def _slice_radius(points: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarr
     return _bin_stat(dist, bins, n_bins, 60)
 
 
+# Layers (pieces along the axis) are named top / bottom / end / middle by _order_positions once small pieces are
+# merged away; until then they carry this placeholder. Protrusions and raised lumps carry their own position.
+LAYER_POSITION_LATER = ""
+
+
 def _upright_parts(pts: np.ndarray, cluster: ObjectCluster, config: DecompositionConfig, axis_centre: np.ndarray):
     z = pts[:, 2]
     centre, _ = fit_vertical_axis(pts[:, :2])
@@ -568,22 +571,10 @@ def _upright_parts(pts: np.ndarray, cluster: ObjectCluster, config: Decompositio
     segments = split_shape_then_colour(geometry, colour, weights, config)
     if config.merge_cones:
         segments = merge_cone_layers(segments, r_profile, colour, weights, config)
-    layers = []
     for s, e in segments:
         member = core_idx[(cbins >= s) & (cbins < e)]
-        if len(member) == 0:
-            continue
-        layers.append((member, (s / config.bins, e / config.bins)))
-    for k, (member, span) in enumerate(layers):
-        if len(layers) == 1:
-            position = "middle"
-        elif k == len(layers) - 1:
-            position = "top"
-        elif k == 0:
-            position = "bottom"
-        else:
-            position = "middle"
-        groups.append((member, position, False, span))
+        if len(member):
+            groups.append((member, LAYER_POSITION_LATER, False, (s / config.bins, e / config.bins)))
     return groups
 
 
@@ -600,18 +591,17 @@ def _lying_parts(pts: np.ndarray, along: np.ndarray, across: np.ndarray, cluster
     groups = []
     pieces = [((bins >= s) & (bins < e), (s / config.bins, e / config.bins)) for s, e in segments]
     pieces = [(np.flatnonzero(m), span) for m, span in pieces if m.any()]
-    for k, (member, span) in enumerate(pieces):
-        position = "middle" if len(pieces) == 1 else ("end" if k in (0, len(pieces) - 1) else "middle")
+    for member, span in pieces:
         # A raised lump on top of a piece (knob, tissue, lid handle) becomes its own top part.
         zm = z[member]
         top_level = percentile(zm, 60)
         lump = zm > top_level + max(0.015, 0.25 * top_level)
         area = cluster.points_camera[member, 2] ** 2
         if lump.sum() >= 15 and area[lump].sum() / area.sum() > 0.05 and area[lump].sum() / area.sum() < 0.6:
-            groups.append((member[~lump], position, False, span))
+            groups.append((member[~lump], LAYER_POSITION_LATER, False, span))
             groups.append((member[lump], "top", True, span))
         else:
-            groups.append((member, position, False, span))
+            groups.append((member, LAYER_POSITION_LATER, False, span))
     return groups
 
 

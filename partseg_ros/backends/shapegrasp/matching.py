@@ -126,8 +126,9 @@ def assign_parts(entry: ObjectEntry, decomposition: Decomposition) -> PartAssign
             parts_for[kb_parts[r].name].append(g.index)
     # Structure fit: how well the matched pieces agree, penalising required KB parts that found no piece. An
     # optional part (a teacup's saucer) counts only when a piece took it, and only if that piece fits it at all.
-    matched = [matrix[r, c] for r, c in zip(rows, cols) if not (kb_parts[r].optional and matrix[r, c] <= 0)]
-    matched_rows = {r for r, c in zip(rows, cols) if not (kb_parts[r].optional and matrix[r, c] <= 0)}
+    kept = [(r, c) for r, c in zip(rows, cols) if not (kb_parts[r].optional and matrix[r, c] <= 0)]
+    matched = [matrix[r, c] for r, c in kept]
+    matched_rows = {r for r, _ in kept}
     counted = [k for i, k in enumerate(kb_parts) if not k.optional or i in matched_rows]
     missing = len(counted) - len(matched)
     max_score = sum(WEIGHTS.values())
