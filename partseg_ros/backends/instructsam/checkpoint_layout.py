@@ -25,9 +25,13 @@ loader therefore also accepts the older Qwen-VL prefixes (``visual.``,
 ``model.layers.``) and a checkpoint without ``lm_head`` (tied embeddings), and
 reports every unmatched key. The SAM 3 architecture is not in their config:
 it is taken from a ``sam3_config`` entry if present (checkpoints written by
-``save_instructsam_checkpoint`` have one), else from ``<dir>/sam3/config.json``,
-else transformers' ``Sam3Config()`` defaults, which describe facebook/sam3.
-The tests round-trip a tiny random checkpoint written in this layout.
+``save_instructsam_checkpoint`` have one), else from the authors'
+``mask_decoder_model`` when that path is a directory here, else from
+``<dir>/sam3/config.json``, else transformers' ``Sam3Config()`` defaults, which
+describe facebook/sam3. The authors' SAM 3 copy drops the DETR decoder's
+presence token (``model.drop_presence_token``). The tests load a tiny random
+checkpoint written from the upstream key list (``test/upstream_instructsam_layout.py``,
+keyed to the upstream commit), not only one written by this module.
 """
 
 from __future__ import annotations
@@ -198,9 +202,23 @@ def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
     return load_file(str(directory / "model.safetensors"))
 
 
+def _mask_decoder_dir(config: dict, directory: Path) -> Optional[Path]:
+    """The authors' ``mask_decoder_model`` (a SAM 3 checkpoint path), if it is a directory here."""
+    source = config.get("mask_decoder_model")
+    if not source:
+        return None
+    for candidate in (Path(str(source)).expanduser(), directory / str(source)):
+        if (candidate / "config.json").is_file():
+            return candidate
+    return None
+
+
 def _sam3_config(config: dict, directory: Path, num_queries: int) -> Sam3Config:
+    mask_decoder_dir = _mask_decoder_dir(config, directory)
     if "sam3_config" in config:
         sam3 = Sam3Config.from_dict(dict(config["sam3_config"]))
+    elif mask_decoder_dir is not None:
+        sam3 = Sam3Config.from_pretrained(str(mask_decoder_dir))
     elif (directory / "sam3" / "config.json").is_file():
         sam3 = Sam3Config.from_pretrained(str(directory / "sam3"))
     else:

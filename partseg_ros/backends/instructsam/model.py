@@ -74,7 +74,10 @@ def projection_mlp(in_dim: int, out_dim: int) -> nn.Sequential:
 
 
 def detector_without_text_encoder(config: Sam3Config) -> Sam3Model:
-    """SAM 3 minus its CLIP text tower, which InstructSAM replaces by projected LLM phrase tokens.
+    """SAM 3 minus its CLIP text tower and its decoder presence token, as in the authors' detector.
+
+    The text tower is replaced by projected LLM phrase tokens; the presence
+    token is dropped (see ``drop_presence_token``).
 
     Building the 24-layer CLIP encoder only to delete it would cost seconds and
     ~1.4 GB at real size, so the model is built with a zero-layer text config of
@@ -89,7 +92,26 @@ def detector_without_text_encoder(config: Sam3Config) -> Sam3Model:
     data.pop("transformers_version", None)
     model = Sam3Model(Sam3Config.from_dict(data))
     model.text_encoder = None
+    drop_presence_token(model)
     return model
+
+
+# The DETR decoder's global presence token, which the authors' copy of SAM 3 comments out
+# (DCDmllm/InstructSAM@1ec37cc, instructsam/models/sam3/modeling_sam3.py, Sam3DetrDecoder.__init__).
+PRESENCE_MODULES = ("presence_token", "presence_head", "presence_layer_norm")
+
+
+def drop_presence_token(model: Sam3Model) -> None:
+    """Remove the decoder's presence token and head, as the published InstructSAM detector has none.
+
+    Why: InstructSAM scores each slot by its own dot product with the phrase
+    (``decode_with_queries`` never runs the presence token), and the authors'
+    checkpoint carries no presence tensors; keeping transformers' 9 presence
+    parameters makes a strict load of the published weights fail.
+    """
+    for name in PRESENCE_MODULES:
+        if hasattr(model.detr_decoder, name):
+            delattr(model.detr_decoder, name)
 
 
 def hybrid_attention_mask(
