@@ -19,13 +19,19 @@ class InstructSamBackend(PartGroundingBackend):
     Options: ``checkpoint`` (local directory or hub id, default the published
     ``CircleRadon/InstructSAM-2B``), ``device`` ('auto', 'cpu', 'cuda',
     'cuda:N'), ``dtype`` ('auto', 'fp32', 'fp16', 'bf16'), ``profile``
-    ('default', 'jetson', 'auto'), ``max_input_side``, ``presence_threshold``
-    (slot presence probability needed to report an instance, 0.5),
-    ``mask_threshold`` (mask logit, 0.0), ``nms_iou_threshold`` (0.7, None to
-    disable), ``max_new_tokens`` (64), ``max_phrases`` (4), ``max_llm_pixels``
-    (bound on the language model's image, set by the Jetson profile).
-    ``ground_with_phrase`` conditions on a known target phrase instead of
-    generating one.
+    ('default', 'jetson', 'auto'), ``max_input_side``, ``max_phrases`` (4),
+    ``max_llm_pixels`` (bound on the language model's image, set by the Jetson
+    profile). The rest default to the authors' inference
+    (``inference.UPSTREAM_INFERENCE``, README "InstructSAM, SAM 3 and Grounding
+    DINO: upstream choices"): ``presence_threshold`` 0.3 (slot presence
+    probability needed to report an instance; the authors use 0.5 only for
+    robot referring expressions), ``mask_threshold`` (mask logit, 0.0),
+    ``nms_iou_threshold`` (None: no extra NMS; a float enables mask NMS),
+    ``max_new_tokens`` (1024), ``prompt_style`` ('upstream', 'sentence',
+    'phrase', 'raw'), ``phrase_wrapping`` ('inference' wraps the phrase in
+    ref markers, 'training' does not) and ``generation_positions`` ('mrope',
+    training-style, or 'text', 1-D). ``ground_with_phrase`` conditions on a
+    known target phrase instead of generating one.
     """
 
     name = "instructsam"
@@ -37,7 +43,7 @@ class InstructSamBackend(PartGroundingBackend):
 
     def _load(self) -> None:
         from partseg_ros.backends.instructsam.checkpoint_layout import PUBLISHED_CHECKPOINT, load_instructsam_checkpoint
-        from partseg_ros.backends.instructsam.inference import InstructSamPredictor
+        from partseg_ros.backends.instructsam.inference import UPSTREAM_INFERENCE, InstructSamPredictor
         from partseg_ros.backends.instructsam.inputs import LlmImageEncoder, image_processor_settings
         from partseg_ros.backends.runtime import resolve_runtime
         from partseg_ros.backends.sam3.preprocessing import Sam3ImageTransform
@@ -62,10 +68,13 @@ class InstructSamBackend(PartGroundingBackend):
             detector_transform=Sam3ImageTransform.from_pretrained_dir(
                 directory, image_size=model.sam3.config.image_size
             ),
-            presence_threshold=float(opts.get("presence_threshold", 0.5)),
-            mask_threshold=float(opts.get("mask_threshold", 0.0)),
-            nms_iou_threshold=opts.get("nms_iou_threshold", 0.7),
-            max_new_tokens=int(opts.get("max_new_tokens", 64)),
+            presence_threshold=float(opts.get("presence_threshold", UPSTREAM_INFERENCE["presence_threshold"])),
+            mask_threshold=float(opts.get("mask_threshold", UPSTREAM_INFERENCE["mask_threshold"])),
+            nms_iou_threshold=_optional_float(opts.get("nms_iou_threshold", UPSTREAM_INFERENCE["nms_iou_threshold"])),
+            max_new_tokens=int(opts.get("max_new_tokens", UPSTREAM_INFERENCE["max_new_tokens"])),
+            prompt_style=str(opts.get("prompt_style", UPSTREAM_INFERENCE["prompt_style"])),
+            phrase_wrapping=str(opts.get("phrase_wrapping", UPSTREAM_INFERENCE["phrase_wrapping"])),
+            generation_positions=str(opts.get("generation_positions", UPSTREAM_INFERENCE["generation_positions"])),
             max_phrases=int(opts.get("max_phrases", 4)),
         )
 
@@ -114,3 +123,10 @@ class InstructSamBackend(PartGroundingBackend):
             timings_ms=timings,
         )
 
+
+
+def _optional_float(value: Any) -> Optional[float]:
+    """A threshold that may be switched off: None, 'none' or '' (a ROS parameter string) mean off."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null", "off")):
+        return None
+    return float(value)

@@ -11,6 +11,7 @@ Qwen3-VL's patch 16, merge 2 and 0.5/0.5 normalisation.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -41,6 +42,15 @@ QWEN3_VL_IMAGE_DEFAULTS = {
     "image_std": [0.5, 0.5, 0.5],
     "size": {"shortest_edge": 65536, "longest_edge": 16777216},
 }
+# What the authors' evaluation sends (DCDmllm/InstructSAM@1ec37cc, evaluation/eval_reasonseg.py,
+# eval_roborefit.py, eval_inst2seg.py): sentences get a suffix, bare phrases a template.
+SENTENCE_SUFFIX = "Please output the segmentation mask."
+PHRASE_TEMPLATE = "Please segment the '{}' in the image."
+PROMPT_STYLES = ("upstream", "sentence", "phrase", "raw")
+# Words that open a noun phrase ("the handle of the mug") rather than a request ("pick up the mug").
+_PHRASE_OPENERS = frozenset(
+    "the a an this that these those my your his her its our their some any left right top bottom front back".split()
+)
 _PROCESSOR_KEYS = ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std", "size")
 
 
@@ -66,6 +76,42 @@ def image_processor_settings(directory: Optional[Union[str, Path]] = None) -> di
             if "min_pixels" in data:
                 settings["size"]["shortest_edge"] = int(data["min_pixels"])
     return settings
+
+
+def is_bare_phrase(instruction: str) -> bool:
+    """True for a noun phrase ("the mug's handle", "knife blade"), False for a sentence or request.
+
+    The authors' benchmarks say which queries are sentences; a robot's
+    instruction does not, so: text ending in . ? ! is a sentence; otherwise one
+    or two words, or a phrase opening with a determiner or a position word, is
+    a bare phrase; anything else ("pick up the mug") is a sentence.
+    """
+    text = " ".join(instruction.split())
+    if not text or text[-1] in ".?!":
+        return False
+    words = re.findall(r"[A-Za-z']+", text.lower())
+    return len(words) <= 2 or (bool(words) and words[0] in _PHRASE_OPENERS)
+
+
+def instruction_prompt(instruction: str, style: str = "upstream") -> str:
+    """The user text sent to the model, in the form the published model was evaluated with.
+
+    ``upstream``: sentences get " Please output the segmentation mask." appended
+    and bare phrases become "Please segment the '<phrase>' in the image." (the
+    authors' evaluation scripts); ``sentence``/``phrase`` force one form;
+    ``raw`` sends the instruction unchanged. Why: a prompt the model never saw
+    may make it answer without a ``<ref_start>..<ref_end>`` phrase, hence no masks.
+    """
+    text = " ".join(instruction.split())
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {style!r}")
+    if style == "raw" or not text:
+        return text
+    if style == "phrase" or (style == "upstream" and is_bare_phrase(text)):
+        return PHRASE_TEMPLATE.format(text[0].lower() + text[1:])
+    if SENTENCE_SUFFIX in text:
+        return text
+    return f"{text} {SENTENCE_SUFFIX}"
 
 
 class LlmImageEncoder:
@@ -125,6 +171,10 @@ class PromptBuilder:
 
     def phrase_ids(self, phrase: str) -> list[int]:
         return self._text(phrase)
+
+    def wrap_phrase(self, phrase_ids: list[int]) -> list[int]:
+        """``<ref_start> phrase <ref_end>``: how the authors' inference conditions SAM 3 on a phrase."""
+        return [self.ids[REF_START_TOKEN]] + list(phrase_ids) + [self.ids[REF_END_TOKEN]]
 
     def query_block_ids(self) -> list[int]:
         """``<mask_start> [SEG]*K <mask_end>``: the placeholders the query bank is written over."""

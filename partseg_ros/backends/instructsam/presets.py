@@ -156,4 +156,4 @@ def build_instructsam_for_benchmark(
         model, tokenizer = build_instructsam_model(size, num_queries=num_queries)
     model = model.to(device=device, dtype=dtype)
     images = LlmImageEncoder(max_pixels=max_pixels if max_pixels is not None else (None if size == "2B" else 64 * 64))
-    return InstructSamPredictor(model, tokenizer, llm_images=images, presence_threshold=0.5)
+    return InstructSamPredictor(model, tokenizer, llm_images=images)
