@@ -10,9 +10,12 @@ import time
 import numpy as np
 import pytest
 
-from node_harness import BACKEND, NodeProcess, Probe, array_to_image, rendered_frame
+from sensor_msgs.msg import Image
+
+from node_harness import BACKEND, NodeProcess, Probe, array_to_image, camera_info_msg, rendered_frame
 from partseg.msg import PartSegmentation
 from partseg_ros.scene.render import render_study_view
+from partseg_ros.types import CameraIntrinsics
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +111,46 @@ def test_malformed_image(system, view):
         probe.send_frame(color, depth, info)
 
     expect_rejection(system, "malformed_image", send)
+    valid_frame_goes_through(system, view)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's high-water mark of resident memory (VmHWM), MB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmHWM")
+
+
+def test_amplification_image_is_refused_before_allocating(system, view):
+    """A 1x1 rgb8 image declaring step 2**32-1 with 3 bytes: refused, peak memory stays put (issue 15)."""
+    node, probe = system
+    valid_frame_goes_through(system, view)
+    baseline = _peak_rss_mb(node.process.pid)
+
+    def send(probe):
+        _, depth, info = rendered_frame(view)
+        probe.send_frame(Image(height=1, width=1, encoding="rgb8", step=2**32 - 1, data=bytes(3)), depth, info)
+
+    expect_rejection(system, "image_too_large", send)
+    valid_frame_goes_through(system, view)
+    assert _peak_rss_mb(node.process.pid) <= baseline + 300.0
+
+
+@pytest.mark.parametrize("case,reason", [("one_pixel", "image_too_small"), ("huge_k", "camera_info_invalid")])
+def test_sanity_limits_over_dds(system, view, case, reason):
+    def send(probe):
+        if case == "one_pixel":
+            probe.send_frame(array_to_image(np.zeros((1, 1, 3), np.uint8), "rgb8"),
+                             array_to_image(np.full((1, 1), 700, np.uint16), "16UC1"),
+                             camera_info_msg(CameraIntrinsics(1.0, 1.0, 0.5, 0.5, 1, 1)))
+        else:
+            color, depth, info = rendered_frame(view)
+            info.k = [1e308, 0.0, info.k[2], 0.0, 1e308, info.k[5], 0.0, 0.0, 1.0]
+            info.p = [1e308, 0.0, info.k[2], 0.0, 0.0, 1e308, info.k[5], 0.0, 0.0, 0.0, 1.0, 0.0]
+            probe.send_frame(color, depth, info)
+
+    expect_rejection(system, reason, send)
     valid_frame_goes_through(system, view)
 
 

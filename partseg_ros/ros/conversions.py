@@ -71,10 +71,11 @@ def image_to_array(msg: Image, allowed: Optional[tuple[str, ...]] = None) -> np.
         raise ImageFormatError(
             MALFORMED_IMAGE, f"data holds {size} bytes, {width}x{height} {encoding} with step {step} needs {step * height}"
         )
-    buffer = np.frombuffer(msg.data, dtype=np.uint8, count=min(size, step * height))
-    if len(buffer) < step * height:  # the last row may legally be unpadded
-        buffer = np.concatenate([buffer, np.zeros(step * height - len(buffer), np.uint8)])
-    rows = buffer.reshape(height, step)[:, :row_bytes]
+    # Only the bytes the rows use are viewed: a strided view over step*(height-1) + row_bytes
+    # bytes, never a padded copy. (Padding the last row up to ``step`` once turned a
+    # 3-byte message declaring step 2**32-1 into a 4 GB allocation.)
+    buffer = np.frombuffer(msg.data, dtype=np.uint8, count=step * (height - 1) + row_bytes)
+    rows = np.lib.stride_tricks.as_strided(buffer, shape=(height, row_bytes), strides=(step, 1), writeable=False)
     big_endian_data = bool(msg.is_bigendian)
     typed = rows.view(dtype.newbyteorder(">" if big_endian_data else "<")) if dtype.itemsize > 1 else rows
     array = typed.reshape(height, width, channels) if channels > 1 else typed.reshape(height, width)

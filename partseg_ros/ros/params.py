@@ -56,6 +56,15 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "limits.max_instruction_length": (300, "longer instructions are rejected"),
     "limits.future_tolerance_s": (0.5, "stamps further ahead of the node clock are rejected"),
     "limits.camera_info_timeout_s": (5.0, "colour frames with no camera_info in this long are rejected"),
+    "limits.min_image_width": (16, "narrower images are rejected (image_too_small)"),
+    "limits.min_image_height": (16, "shorter images are rejected (image_too_small)"),
+    "limits.max_image_width": (8192, "wider images are rejected before any allocation (image_too_large)"),
+    "limits.max_image_height": (8192, "taller images are rejected before any allocation (image_too_large)"),
+    "limits.max_image_bytes": (
+        134217728, "images whose declared step x height or data exceed this many bytes are rejected (128 MiB)"
+    ),
+    "limits.min_focal_length_px": (1.0, "camera_info with a smaller fx or fy is rejected (camera_info_invalid)"),
+    "limits.max_focal_length_px": (100000.0, "camera_info with a larger fx or fy is rejected (camera_info_invalid)"),
     "frames.target_frame": ("", "frame for grasp regions; empty: the camera's optical frame"),
     "frames.transform_source": ("auto", "auto (tf2 when installed, else static), tf or static"),
     "frames.static_transform": (
@@ -178,6 +187,13 @@ def read_config(node: Node) -> NodeConfig:
         max_nonfinite_fraction=float(p["depth.max_nonfinite_fraction"]),
         max_instruction_length=int(p["limits.max_instruction_length"]),
         rectified=bool(p["camera.rectified"]),
+        min_image_width=int(p["limits.min_image_width"]),
+        min_image_height=int(p["limits.min_image_height"]),
+        max_image_width=int(p["limits.max_image_width"]),
+        max_image_height=int(p["limits.max_image_height"]),
+        max_image_bytes=int(p["limits.max_image_bytes"]),
+        min_focal_length_px=float(p["limits.min_focal_length_px"]),
+        max_focal_length_px=float(p["limits.max_focal_length_px"]),
     )
     if not limits.depth_scale > 0:
         raise ValueError(f"depth.scale must be positive, got {limits.depth_scale}")

@@ -17,6 +17,7 @@ from partseg_ros.geometry.camera import CameraModel
 from partseg_ros.ros.conversions import (
     BAD_ENCODING,
     DEPTH_ENCODINGS,
+    ENCODINGS,
     MALFORMED_IMAGE,
     ImageFormatError,
     camera_info_to_camera_model,
@@ -35,7 +36,11 @@ DEPTH_ALL_INVALID = "depth_all_invalid"
 DEPTH_NONFINITE = "depth_nonfinite"
 INSTRUCTION_EMPTY = "instruction_empty"
 INSTRUCTION_TOO_LONG = "instruction_too_long"
+IMAGE_TOO_LARGE = "image_too_large"  # declared or actual size beyond limits.max_image_*
+IMAGE_TOO_SMALL = "image_too_small"  # below limits.min_image_* (a 1x1 "frame" is not a camera image)
 REASONS = (
+    IMAGE_TOO_LARGE,
+    IMAGE_TOO_SMALL,
     BAD_ENCODING,
     MALFORMED_IMAGE,
     SIZE_MISMATCH,
@@ -68,6 +73,14 @@ class InputLimits:
     max_nonfinite_fraction: float = 0.8
     max_instruction_length: int = 300
     rectified: bool = False  # images are rectified: use camera_info P instead of K
+    # Sanity limits checked on the declared sizes before anything is allocated or reshaped.
+    min_image_width: int = 16
+    min_image_height: int = 16
+    max_image_width: int = 8192
+    max_image_height: int = 8192
+    max_image_bytes: int = 134_217_728  # 128 MiB: declared step * height, and the data actually sent
+    min_focal_length_px: float = 1.0
+    max_focal_length_px: float = 100_000.0
 
 
 @dataclass
@@ -97,7 +110,44 @@ def check_instruction(text: str, limits: InputLimits) -> str:
     return cleaned
 
 
-def decode_color(msg: Image) -> np.ndarray:
+def check_image_size(
+    what: str, height: int, width: int, encoding: str, step: int, data_len: int, limits: InputLimits
+) -> None:
+    """Refuse an image whose declared or actual size is absurd, before anything is allocated.
+
+    Cheap (integers only), so the node runs it on every arriving message; the full
+    consistency check (step against the row, data against step x height) follows in
+    :func:`partseg_ros.ros.conversions.image_to_array` for the frame that is decoded.
+    """
+    if height <= 0 or width <= 0:
+        raise Rejection(MALFORMED_IMAGE, f"{what}: empty image {width}x{height}")
+    if width > limits.max_image_width or height > limits.max_image_height:
+        raise Rejection(
+            IMAGE_TOO_LARGE, f"{what}: {width}x{height} exceeds limits.max_image_width/height="
+            f"{limits.max_image_width}x{limits.max_image_height}")
+    declared = int(step) * int(height)
+    if declared > limits.max_image_bytes or data_len > limits.max_image_bytes:
+        raise Rejection(
+            IMAGE_TOO_LARGE, f"{what}: step {step} x height {height} = {declared} bytes declared, "
+            f"{data_len} sent; limit limits.max_image_bytes={limits.max_image_bytes}")
+    if width < limits.min_image_width or height < limits.min_image_height:
+        raise Rejection(
+            IMAGE_TOO_SMALL, f"{what}: {width}x{height} is below limits.min_image_width/height="
+            f"{limits.min_image_width}x{limits.min_image_height}")
+    if encoding in ENCODINGS:
+        channels, dtype = ENCODINGS[encoding]
+        row_bytes = width * channels * dtype.itemsize
+        if step < row_bytes:
+            raise Rejection(MALFORMED_IMAGE, f"{what}: step {step} is shorter than a row of {row_bytes} bytes")
+        if data_len < step * (height - 1) + row_bytes:
+            raise Rejection(
+                MALFORMED_IMAGE, f"{what}: data holds {data_len} bytes, {width}x{height} {encoding} "
+                f"with step {step} needs {step * height}")
+
+
+def decode_color(msg: Image, limits: Optional[InputLimits] = None) -> np.ndarray:
+    if limits is not None:
+        check_image_size("colour image", msg.height, msg.width, msg.encoding, msg.step, len(msg.data), limits)
     try:
         return color_to_rgb(msg)
     except ImageFormatError as exc:
@@ -105,6 +155,7 @@ def decode_color(msg: Image) -> np.ndarray:
 
 
 def decode_depth(msg: Image, limits: InputLimits, shape: tuple[int, int]) -> np.ndarray:
+    check_image_size("depth image", msg.height, msg.width, msg.encoding, msg.step, len(msg.data), limits)
     try:
         if msg.encoding == "32FC1":
             raw = image_to_array(msg, DEPTH_ENCODINGS)
@@ -142,6 +193,18 @@ def decode_camera(msg: Optional[CameraInfo], limits: InputLimits, shape: tuple[i
     except ValueError as exc:
         raise Rejection(CAMERA_INFO_INVALID, f"camera_info unusable: {exc}") from None
     intrinsics = camera.intrinsics
+    focal = (intrinsics.fx, intrinsics.fy)
+    if not all(limits.min_focal_length_px <= f <= limits.max_focal_length_px for f in focal):
+        raise Rejection(
+            CAMERA_INFO_INVALID,
+            f"camera_info focal lengths fx={intrinsics.fx:g}, fy={intrinsics.fy:g} px are outside "
+            f"limits.min/max_focal_length_px=[{limits.min_focal_length_px:g}, {limits.max_focal_length_px:g}]")
+    if not (-intrinsics.width <= intrinsics.cx <= 2 * intrinsics.width
+            and -intrinsics.height <= intrinsics.cy <= 2 * intrinsics.height):
+        raise Rejection(
+            CAMERA_INFO_INVALID,
+            f"camera_info principal point ({intrinsics.cx:g}, {intrinsics.cy:g}) is far outside the "
+            f"{intrinsics.width}x{intrinsics.height} image")
     if (intrinsics.height, intrinsics.width) != shape:
         raise Rejection(
             SIZE_MISMATCH,
@@ -155,7 +218,7 @@ def decode_frame(
     require_camera_info: bool = True,
 ) -> DecodedFrame:
     """Colour (+ aligned depth, + camera_info) -> DecodedFrame, or Rejection."""
-    rgb = decode_color(color)
+    rgb = decode_color(color, limits)
     shape = rgb.shape[:2]
     camera = None
     if camera_info is not None or require_camera_info:
