@@ -32,6 +32,7 @@ from partseg_ros.backends.runtime import (
     resolve_runtime,
     warm_up,
 )
+from partseg_ros.backends.sam3.defaults import SAM3_SCORE_THRESHOLD
 from partseg_ros.types import GroundingRequest, GroundingResult, PartInstance, mask_box
 
 LOG = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ LOG = logging.getLogger(__name__)
 DEFAULT_DETECTOR = "google/owlv2-base-patch16-ensemble"
 DEFAULT_SAM = "facebook/sam-vit-base"
 DEFAULT_SAM3 = "facebook/sam3"
+# Box score needed from OWLv2 / Grounding DINO (low: the part query runs on a crop, where scores are lower).
+DETECTOR_THRESHOLD = 0.1
 MODEL_FILES = ("config.json", "model.safetensors|pytorch_model.bin|model.safetensors.index.json")
 
 
@@ -68,8 +71,9 @@ class GroundedSamBackend(PartGroundingBackend):
         dtype: str = "auto",
         profile: str = "default",
         max_input_side: Optional[int] = None,
-        object_threshold: float = 0.1,
-        part_threshold: float = 0.1,
+        object_threshold: Optional[float] = None,
+        part_threshold: Optional[float] = None,
+        detector_scoring: str = "all_tokens",
         part_fallback_factor: float = 0.5,
         crop_margin: float = 0.15,
         max_part_area_ratio: float = 0.9,
@@ -80,7 +84,7 @@ class GroundedSamBackend(PartGroundingBackend):
         super().__init__(
             detector=detector, detector_type=detector_type, sam=sam, segmenter=segmenter, sam3=sam3, device=device,
             dtype=dtype, profile=profile, max_input_side=max_input_side, object_threshold=object_threshold,
-            part_threshold=part_threshold, part_fallback_factor=part_fallback_factor, crop_margin=crop_margin,
+            part_threshold=part_threshold, detector_scoring=detector_scoring, part_fallback_factor=part_fallback_factor, crop_margin=crop_margin,
             max_part_area_ratio=max_part_area_ratio, max_instances=max_instances, cache_size=cache_size, **options,
         )
         if segmenter not in ("sam", "sam3"):
@@ -92,7 +96,11 @@ class GroundedSamBackend(PartGroundingBackend):
         self.detector_source, self.detector_type, self.sam_source = detector, detector_type, sam
         self.segmenter_kind, self.sam3_source = segmenter, sam3
         self.device_spec, self.dtype_spec, self.profile_spec, self.max_input_side = device, dtype, profile, max_input_side
-        self.object_threshold, self.part_threshold = object_threshold, part_threshold
+        # None: the default of the component that scores (SAM 3's official 0.3, else the detector's 0.1)
+        default = SAM3_SCORE_THRESHOLD if segmenter == "sam3" else DETECTOR_THRESHOLD
+        self.object_threshold = default if object_threshold is None else float(object_threshold)
+        self.part_threshold = default if part_threshold is None else float(part_threshold)
+        self.detector_scoring = detector_scoring
         self.part_fallback_factor, self.crop_margin = part_fallback_factor, crop_margin
         self.max_part_area_ratio, self.max_instances, self.cache_size = max_part_area_ratio, max_instances, cache_size
         self.runtime: Optional[RuntimeProfile] = None
@@ -120,7 +128,8 @@ class GroundedSamBackend(PartGroundingBackend):
             required_files=MODEL_FILES + ("preprocessor_config.json|processor_config.json",),
         )
         kind = detector_kind_for(detector_dir, self.detector_type)
-        self.detector = DETECTORS[kind].from_pretrained(detector_dir, self.runtime, cache_size=self.cache_size)
+        extra = {"scoring": self.detector_scoring} if kind == "grounding_dino" else {}
+        self.detector = DETECTORS[kind].from_pretrained(detector_dir, self.runtime, cache_size=self.cache_size, **extra)
         self.sam = SamBoxSegmenter.from_pretrained(sam_dir, self.runtime, cache_size=self.cache_size)
         LOG.info("Grounded-SAM (%s + SAM) loaded on %s", kind, self.runtime.describe())
 

@@ -150,9 +150,23 @@ class Owlv2Detector(OpenVocabularyDetector):
 
 
 class GroundingDinoDetector(OpenVocabularyDetector):
-    """Grounding DINO: queries scored against the phrase's tokens; text and image are fused."""
+    """Grounding DINO: queries scored against the text tokens; text and image are fused.
+
+    ``scoring='all_tokens'`` (default) scores a query by its best match over
+    every text position, as transformers' ``post_process_grounded_object_detection``
+    does, so thresholds mean what they mean for the published model;
+    ``'phrase_tokens'`` takes the best match over the phrase's own tokens only
+    (not [CLS]/[SEP]/'.'), which is never higher and so needs lower thresholds.
+    """
 
     kind = "grounding_dino"
+    SCORINGS = ("all_tokens", "phrase_tokens")
+
+    def __init__(self, model, processor, runtime: RuntimeProfile, scoring: str = "all_tokens", **kwargs) -> None:
+        if scoring not in self.SCORINGS:
+            raise ValueError(f"Grounding DINO scoring must be one of {self.SCORINGS}, got {scoring!r}")
+        super().__init__(model, processor, runtime, **kwargs)
+        self.scoring = scoring
 
     @classmethod
     def from_pretrained(cls, directory: Path, runtime: RuntimeProfile, **kwargs) -> "GroundingDinoDetector":
@@ -170,12 +184,13 @@ class GroundingDinoDetector(OpenVocabularyDetector):
         inputs = {k: (v.to(self.runtime.device, self.runtime.dtype) if v.is_floating_point() else v.to(self.runtime.device))
                   for k, v in inputs.items() if isinstance(v, torch.Tensor)}
         outputs = self.model(**inputs)
-        # Score of a query = its best match among the phrase's own tokens (not [CLS]/[SEP]/'.').
         ids = inputs["input_ids"][0]
-        special = set(self.processor.tokenizer.all_special_ids) | set(self.processor.tokenizer.convert_tokens_to_ids(["."]))
-        phrase_tokens = torch.tensor([int(t) not in special for t in ids], device=ids.device)
         logits = outputs.logits[0, :, : ids.shape[0]].float().sigmoid()
-        scores = (logits[:, phrase_tokens] if phrase_tokens.any() else logits).max(dim=-1).values
+        if self.scoring == "phrase_tokens":
+            special = set(self.processor.tokenizer.all_special_ids) | set(self.processor.tokenizer.convert_tokens_to_ids(["."]))
+            phrase_tokens = torch.tensor([int(t) not in special for t in ids], device=ids.device)
+            logits = logits[:, phrase_tokens] if phrase_tokens.any() else logits
+        scores = logits.max(dim=-1).values
         return scores.cpu().numpy(), outputs.pred_boxes[0].float().cpu().numpy()
 
     def detect(self, rgb: np.ndarray, phrase: str, threshold: float) -> list[Detection]:

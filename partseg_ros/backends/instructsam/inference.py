@@ -221,6 +221,7 @@ class InstructSamPredictor:
                         score_threshold=self.presence_threshold,
                         mask_threshold=self.mask_threshold,
                         nms_iou_threshold=self.nms_iou_threshold,
+                        mask_space="logits",  # the authors' infer.py: upsampled logits > 0
                     )
                     prediction.phrases.append(
                         GroundedPhrase(self.prompts.decode(tokens), instances, scores[index].cpu().numpy())

@@ -9,7 +9,19 @@ by external queries (InstructSAM), text-prompt segmentation, and
 post-processing (score/mask thresholds, mask NMS) back to the input resolution.
 """
 
-from partseg_ros.backends.sam3.preprocessing import Sam3ImageTransform
-from partseg_ros.backends.sam3.postprocessing import Sam3Instance, mask_nms, select_instances
+from typing import Any
 
 __all__ = ["Sam3ImageTransform", "Sam3Instance", "mask_nms", "select_instances"]
+
+
+def __getattr__(name: str) -> Any:
+    """Load the torch-backed parts on first use, so ``sam3.defaults`` stays importable without torch."""
+    if name == "Sam3ImageTransform":
+        from partseg_ros.backends.sam3.preprocessing import Sam3ImageTransform
+
+        return Sam3ImageTransform
+    if name in ("Sam3Instance", "mask_nms", "select_instances"):
+        from partseg_ros.backends.sam3 import postprocessing
+
+        return getattr(postprocessing, name)
+    raise AttributeError(name)

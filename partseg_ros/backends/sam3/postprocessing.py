@@ -1,9 +1,14 @@
 """From SAM 3 query outputs to instances at the input resolution, in plain torch.
 
 ``Sam3ImageProcessor.post_process_instance_segmentation`` is unreachable
-without torchvision; this is the same recipe (score threshold, bilinear
-upsampling of mask logits to the input size, binarisation) plus an optional
-mask-IoU NMS so that slots predicting the same object collapse to one.
+without torchvision; ``mask_space='probabilities'`` is its recipe exactly
+(score > 0.3, sigmoid of the mask logits, bilinear upsampling to the input
+size, > 0.5, no NMS). ``mask_space='logits'`` upsamples the logits and
+thresholds them (at 0), which is what the InstructSAM authors' inference does
+(``instructsam/infer.py``); the two differ on boundary pixels because
+upsampling does not commute with the sigmoid. Empty masks are dropped (an
+instance with no pixel is no answer); an optional mask-IoU NMS collapses
+slots predicting the same object.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from partseg_ros.backends.sam3.defaults import SAM3_MASK_THRESHOLD, SAM3_SCORE_THRESHOLD  # noqa: F401 (re-exported)
+
+MASK_SPACES = ("probabilities", "logits")
 
 
 @dataclass
@@ -63,23 +72,30 @@ def select_instances(
     image_size: tuple[int, int],
     score_threshold: float = 0.5,
     mask_threshold: float = 0.0,
-    nms_iou_threshold: Optional[float] = 0.7,
+    nms_iou_threshold: Optional[float] = None,
     max_instances: Optional[int] = None,
+    mask_space: str = "logits",
 ) -> list[Sam3Instance]:
     """Keep slots whose score passes the threshold and return their masks at ``image_size`` (H, W).
 
     ``mask_logits`` (Q, h, w) are logits at the decoder's resolution, ``scores``
     (Q,) probabilities, ``boxes_xyxy_normalized`` (Q, 4) in [0, 1] or None.
-    Empty instance masks are dropped: a slot with no pixels is not an answer.
+    ``mask_space`` says what is upsampled and compared with ``mask_threshold``:
+    'probabilities' (sigmoid first: SAM 3's official recipe, threshold 0.5) or
+    'logits' (InstructSAM's, threshold 0). Empty instance masks are dropped:
+    a slot with no pixels is not an answer.
     """
+    if mask_space not in MASK_SPACES:
+        raise ValueError(f"mask_space must be one of {MASK_SPACES}, got {mask_space!r}")
     height, width = image_size
     keep = torch.nonzero(scores > score_threshold).flatten()
     if keep.numel() == 0:
         return []
-    logits = F.interpolate(
-        mask_logits[keep][None].to(torch.float32), size=(height, width), mode="bilinear", align_corners=False
-    )[0]
-    masks = logits > mask_threshold
+    values = mask_logits[keep][None].to(torch.float32)
+    if mask_space == "probabilities":
+        values = values.sigmoid()
+    values = F.interpolate(values, size=(height, width), mode="bilinear", align_corners=False)[0]
+    masks = values > mask_threshold
     kept_scores = scores[keep].to(torch.float32)
     nonempty = masks.flatten(1).any(1)
     keep, masks, kept_scores = keep[nonempty], masks[nonempty], kept_scores[nonempty]

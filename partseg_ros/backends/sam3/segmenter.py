@@ -17,7 +17,12 @@ from transformers.utils import is_torchvision_available
 from partseg_ros.backends.checkpoints import resolve_checkpoint
 from partseg_ros.backends.runtime import ComputeCache, image_key
 from partseg_ros.backends.sam3.decoding import decode_with_text, encode_image
-from partseg_ros.backends.sam3.postprocessing import Sam3Instance, select_instances
+from partseg_ros.backends.sam3.postprocessing import (
+    SAM3_MASK_THRESHOLD,
+    SAM3_SCORE_THRESHOLD,
+    Sam3Instance,
+    select_instances,
+)
 from partseg_ros.backends.sam3.preprocessing import Sam3ImageTransform
 
 SAM3_REQUIRED_FILES = ("config.json", "model.safetensors|model.safetensors.index.json", "tokenizer.json|vocab.json")
@@ -107,12 +112,17 @@ class Sam3Segmenter:
         self,
         rgb: np.ndarray,
         phrase: str,
-        score_threshold: float = 0.5,
-        mask_threshold: float = 0.0,
-        nms_iou_threshold: Optional[float] = 0.7,
+        score_threshold: float = SAM3_SCORE_THRESHOLD,
+        mask_threshold: float = SAM3_MASK_THRESHOLD,
+        nms_iou_threshold: Optional[float] = None,
         max_instances: Optional[int] = None,
     ) -> list[Sam3Instance]:
-        """All instances of ``phrase`` in ``rgb``, best first, masks at the image's resolution."""
+        """All instances of ``phrase`` in ``rgb``, best first, masks at the image's resolution.
+
+        Defaults are the official post-processing (score 0.3, mask probability
+        0.5 after the sigmoid and upsampling, no NMS), so answers match what
+        facebook/sam3 gives through transformers' processor.
+        """
         vision_embeds = self.encode_image(rgb)
         text_embeds, attention_mask = self.encode_phrase(phrase)
         mask_logits, scores, boxes = decode_with_text(self.model, vision_embeds, text_embeds, attention_mask)
@@ -125,4 +135,5 @@ class Sam3Segmenter:
             mask_threshold=mask_threshold,
             nms_iou_threshold=nms_iou_threshold,
             max_instances=max_instances,
+            mask_space="probabilities",
         )
