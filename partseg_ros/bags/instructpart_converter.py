@@ -4,7 +4,10 @@ Layout (InstructPart appendix B/H): a JSON list of
 ``{"image_path": ..., "part_list": [{"object", "part", "affordance", "action",
 "instruction": [6 strings]}]}`` plus one PNG mask per (image, object, part),
 named ``{image_stem}-{object}-{part}.png`` with spaces replaced by
-underscores (non-zero pixels are the part).
+underscores (non-zero pixels are the part). The released dataset names the
+images the same way, ``images/{image_stem}-{object}-{part}.jpg``, one copy
+per part; other copies keep ``images/{image_path}``. Both are tried, the
+released name first (``find_image``).
 
 Each (image, part entry) becomes one frame of the bag, with the part as label
 id 1, and each selected instruction one task on it. The images are 2D only:
@@ -43,6 +46,29 @@ def mask_filename(image_path: str, obj: str, part: str) -> str:
     return f"{stem}-{obj.replace(' ', '_')}-{part.replace(' ', '_')}.png"
 
 
+def image_filenames(image_path: str, obj: str, part: str) -> list[str]:
+    """Names an (image, object, part)'s image may have, in the order tried.
+
+    The released InstructPart layout stores the image once per part, named
+    like its mask (``{stem}-{object}-{part}.jpg``); layouts built from the JSON
+    alone keep ``image_path``. The released name comes first because it is
+    what the published dataset has for every entry.
+    """
+    released = Path(mask_filename(image_path, obj, part)).stem
+    suffix = Path(image_path).suffix or ".jpg"
+    names = [f"{released}.jpg", f"{released}{suffix}", f"{released}.png", str(image_path)]
+    return list(dict.fromkeys(names))
+
+
+def find_image(images_dir: Path, image_path: str, obj: str, part: str) -> Path:
+    """The image file of one (image, object, part): released name first, then ``image_path``."""
+    tried = [Path(images_dir) / name for name in image_filenames(image_path, obj, part)]
+    for path in tried:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"image for {image_path} {obj}/{part} not found; tried {', '.join(str(p) for p in tried)}")
+
+
 def load_entries(json_path: Path) -> list[dict]:
     """The image entries of an InstructPart annotation file."""
     data = json.loads(Path(json_path).read_text(encoding="utf-8"))
@@ -78,7 +104,6 @@ def convert_frames(json_path: Path, images_dir: Path, masks_dir: Path,
     """Yield one :class:`BenchmarkFrame` per (image, part entry) of the dataset."""
     for entry in load_entries(json_path):
         image_path = str(entry["image_path"])
-        rgb = None
         for item in entry.get("part_list", []):
             obj, part = str(item["object"]), str(item["part"])
             mask_path = Path(masks_dir) / mask_filename(image_path, obj, part)
@@ -87,8 +112,7 @@ def convert_frames(json_path: Path, images_dir: Path, masks_dir: Path,
                     log(f"skipping {image_path} {obj}/{part}: no mask {mask_path.name}")
                     continue
                 raise FileNotFoundError(f"mask {mask_path} for {image_path} {obj}/{part} is missing")
-            if rgb is None:
-                rgb = load_rgb(Path(images_dir) / image_path)
+            rgb = load_rgb(find_image(Path(images_dir), image_path, obj, part))
             mask = load_mask(mask_path, rgb.shape[:2])
             instructions = list(item.get("instruction", []))
             stem = Path(image_path).stem

@@ -3,7 +3,9 @@
 InstructPart stores a JSON list of ``{image_path, part_list: [{object, part,
 affordance, action, instruction: [6 strings]}]}`` with one mask per
 (image, object, part) named ``{image_stem}-{object}-{part}.png`` (spaces as
-underscores). Every (image, part, instruction) triple is one sample, so the
+underscores) and, in the released dataset, the image under the same name
+(``.jpg``); ``images/{image_path}`` is the fallback (see the converter's
+``find_image``). Every (image, part, instruction) triple is one sample, so the
 six phrasings of a task (human, GPT-rewritten, part queries) all train.
 Benchmark bags come through ``partseg_ros.bags.reader.read_benchmark``.
 """
@@ -18,7 +20,7 @@ import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
 
 # The InstructPart layout (file names, JSON, image and mask files) is described once, by the converter.
-from partseg_ros.bags.instructpart_converter import load_entries, load_mask, load_rgb
+from partseg_ros.bags.instructpart_converter import find_image, load_entries, load_mask, load_rgb
 from partseg_ros.bags.instructpart_converter import mask_filename as instructpart_mask_name
 
 
@@ -67,19 +69,28 @@ class InstructPartDataset(Dataset):
                     text = " ".join(texts[i].split())
                     if text:
                         self.items.append((entry["image_path"], part["object"], part["part"], text))
-        missing = [
-            p for p in {(self.image_dir / i[0]) for i in self.items} | {self.mask_dir / instructpart_mask_name(*i[:3]) for i in self.items}
-            if not p.is_file()
-        ]
+        missing: list[str] = []
+        self.image_files: dict[tuple[str, str, str], Path] = {}
+        for image_path, obj, part, _ in self.items:
+            key = (image_path, obj, part)
+            if key not in self.image_files:
+                try:
+                    self.image_files[key] = find_image(self.image_dir, image_path, obj, part)
+                except FileNotFoundError as error:
+                    missing.append(str(error))
+            mask = self.mask_dir / instructpart_mask_name(image_path, obj, part)
+            if not mask.is_file():
+                missing.append(str(mask))
         if missing:
-            raise FileNotFoundError(f"{len(missing)} files named by {self.annotation_file} are missing, e.g. {sorted(missing)[:3]}")
+            missing = sorted(set(missing))
+            raise FileNotFoundError(f"{len(missing)} files named by {self.annotation_file} are missing, e.g. {missing[:3]}")
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> PartSample:
         image_path, obj, part, text = self.items[index]
-        rgb = load_rgb(self.image_dir / image_path)
+        rgb = load_rgb(self.image_files[(image_path, obj, part)])
         mask = load_mask(self.mask_dir / instructpart_mask_name(image_path, obj, part), rgb.shape[:2])
         return PartSample(rgb, text, mask, obj, part)
 
