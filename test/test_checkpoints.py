@@ -40,7 +40,7 @@ def test_local_directory_missing_a_file_names_the_file_and_the_parameter(tmp_pat
         resolve_checkpoint(str(tmp_path / "m"), what="PISA head", parameter="checkpoint",
                            required_files=("config.json", "pisa_head.safetensors"))
     text = str(err.value)
-    assert "PISA head" in text and "pisa_head.safetensors" in text and "'checkpoint'" in text
+    assert "PISA head" in text and "pisa_head.safetensors" in text and "backend_options.checkpoint" in text
     assert str((tmp_path / "m").resolve()) in text
 
 
@@ -51,10 +51,15 @@ def test_missing_hub_checkpoint_says_which_where_and_how(tmp_path, monkeypatch):
                            cache_dir=tmp_path / "hub")
     text = str(err.value)
     assert "PISA backbone (DINOv2)" in text and "'facebook/dinov2-base'" in text  # which
-    assert str(tmp_path / "hub") in text and "no such directory" in text  # where
+    assert str(tmp_path / "hub") in text  # where
+    # a hub id is not a path relative to the working directory, so no such path is listed
+    assert str(Path("facebook/dinov2-base").resolve()) not in text and "no such directory" not in text
     assert "not attempted" in text and "HF_HUB_OFFLINE" in text
     assert "hf download facebook/dinov2-base --local-dir" in text and "huggingface-cli download" in text  # how
-    assert "'backbone'" in text
+    # named as the user sets it, on the node and on the evaluator
+    assert "backend_options.backbone: /path/to/models/dinov2-base" in text
+    assert "--backend-option backbone=/path/to/models/dinov2-base" in text
+    assert "set the parameter" not in text
     assert isinstance(err.value, FileNotFoundError)
 
 
@@ -74,14 +79,17 @@ def test_cached_snapshot_lacking_weights_is_reported(tmp_path, monkeypatch):
 
 
 def test_no_source_configured_and_custom_hint():
-    with pytest.raises(CheckpointNotFoundError, match="(?s)no checkpoint configured.*train one"):
+    with pytest.raises(CheckpointNotFoundError, match="(?s)no checkpoint configured.*train one") as err:
         resolve_checkpoint(None, what="PISA head", parameter="checkpoint", how_to="train one first")
+    assert "backend_options.checkpoint" in str(err.value) and "--backend-option checkpoint=" in str(err.value)
 
 
 def test_local_path_that_is_not_a_hub_id_gets_a_directory_hint(tmp_path):
     with pytest.raises(CheckpointNotFoundError) as err:
         resolve_checkpoint(str(tmp_path / "nowhere" / "model"), what="SAM", parameter="sam")
-    assert "set the parameter 'sam' to a directory containing config.json" in str(err.value)
+    assert "`backend_options.sam: /path/to/dir`" in str(err.value) and "--backend-option sam=" in str(err.value)
+    assert "a directory containing config.json" in str(err.value)
+    assert "no such directory" in str(err.value)  # a real path is listed where it was looked for
     assert "hf download" not in str(err.value)
 
 

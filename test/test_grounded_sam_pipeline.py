@@ -146,7 +146,7 @@ def test_jetson_profile_bounds_work_but_not_the_output(dirs):
 
 
 def test_missing_weights_name_the_checkpoint_and_the_fix(dirs, tmp_path):
-    with pytest.raises(CheckpointNotFoundError, match="(?s)open-vocabulary detector.*'detector'"):
+    with pytest.raises(CheckpointNotFoundError, match="(?s)open-vocabulary detector.*backend_options.detector.*--backend-option detector="):
         GroundedSamBackend(detector=str(tmp_path / "none"), sam=dirs["sam"], device="cpu").load()
     with pytest.raises(CheckpointNotFoundError, match="(?s)SAM checkpoint 'facebook/sam-vit-base'.*hf download"):
         GroundedSamBackend(detector=dirs["owlv2"], device="cpu").load()

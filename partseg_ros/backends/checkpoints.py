@@ -36,6 +36,16 @@ def hf_cache_dir(cache_dir: Optional[str | Path] = None) -> Path:
     return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
 
 
+def where_to_set(parameter: str, value: str = "...") -> str:
+    """How a user sets a backend option: the node's ``backend_options`` or the evaluator's ``--backend-option``.
+
+    Why: errors used to say "set the parameter 'checkpoint'", which is not a
+    name the user types anywhere; these two are.
+    """
+    return (f"set `backend_options.{parameter}: {value}` in the node's parameters (partseg.yaml), "
+            f"or pass `--backend-option {parameter}={value}` to partseg_evaluate")
+
+
 def _missing_files(directory: Path, required_files: Sequence[str]) -> list[str]:
     """Required entries not present; an entry 'a|b' is satisfied by either file."""
     missing = []
@@ -65,7 +75,7 @@ def resolve_checkpoint(
     looked: list[str] = []
     if not source:
         raise CheckpointNotFoundError(
-            f"{what}: no checkpoint configured. Set the parameter '{parameter}' to a local directory or a hub id."
+            f"{what}: no checkpoint configured: {where_to_set(parameter, '<local directory or hub id>')}."
             + (f" {how_to}" if how_to else "")
         )
     source = str(source)
@@ -78,7 +88,7 @@ def resolve_checkpoint(
             if not missing:
                 return local.resolve()
             looked.append(f"{local.resolve()} (directory exists but lacks {', '.join(missing)})")
-    else:
+    elif not looks_like_hub_id(source):  # a hub id is not a path relative to the working directory
         looked.append(f"{local.resolve()} (no such directory)")
 
     if looks_like_hub_id(source):
@@ -124,14 +134,14 @@ def _not_found_message(
         lines.append(
             f"  - on a machine with network: `hf download {source} --local-dir {target}` "
             f"(older huggingface_hub: `huggingface-cli download {source} --local-dir {target}`), "
-            f"copy that directory to the robot and set the parameter '{parameter}' to it;"
+            f"copy that directory to the robot and {where_to_set(parameter, target)};"
         )
         lines.append(
             "  - or copy a Hugging Face cache that holds it to $HF_HUB_CACHE (default ~/.cache/huggingface/hub) "
             "and keep the hub id."
         )
     else:
-        lines.append(f"  - set the parameter '{parameter}' to a directory containing {needs}.")
+        lines.append(f"  - {where_to_set(parameter, '/path/to/dir')}, a directory containing {needs}.")
     if how_to:
         lines.append(f"  - {how_to}")
     return "\n".join(lines)
