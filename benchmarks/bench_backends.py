@@ -9,6 +9,13 @@ embedding cache saves when a robot re-asks about the frame it already has.
     python benchmarks/bench_backends.py                    # tiny configs: a smoke run, seconds
     python benchmarks/bench_backends.py --real-size        # published sizes (CPU: minutes, ~6 GB)
     python benchmarks/bench_backends.py --real-size --device cuda --dtype fp16
+    python benchmarks/bench_backends.py --gpu-check [--bags /tmp/bench --evaluate instructsam:checkpoint=/models/InstructSAM-2B]
+
+``--gpu-check`` is the one command for a lent GPU: real sizes, fp16 and bf16,
+3 repeats, peak GPU memory per backend, and (when local checkpoint folders
+and study bags are given) an end-to-end evaluator run per backend, all in one
+table, within a wall-clock budget (``--budget-s``, default 540 s) so that it
+fits a 10-minute device call. A CPU test runs it on tiny configs.
 
 On CPU at real size, PISA's 7B language model is built with ``--lm-layers``
 decoder layers (default 2) and its time extrapolated to all 32 from the
@@ -59,6 +66,8 @@ class Row:
     same_frame_s: list[float] = field(default_factory=list)
     note: str = ""
     error: str = ""
+    dtype: str = ""
+    peak_gb: Optional[float] = None
 
 
 def _frame(height: int, width: int, seed: int) -> np.ndarray:
@@ -228,6 +237,36 @@ def bench_instructsam(args, runtime: RuntimeProfile) -> Row:
     return row
 
 
+def _evaluate(spec: str, args, budget_left: float) -> Row:
+    """``partseg_evaluate --bags`` with one backend and its options (local checkpoint folders), end to end."""
+    import subprocess
+    import tempfile
+
+    name, _, options = spec.partition(":")
+    row = Row(name, f"evaluator on {args.bags}", dtype=args.dtypes.split(",")[0].strip())
+    if budget_left < 30:
+        row.error = "evaluation skipped: time budget spent"
+        return row
+    out = Path(tempfile.mkdtemp(prefix=f"gpu_check_{name}_"))
+    command = [sys.executable, "-m", "partseg_ros.evaluation.cli", args.bags, "--backend", name, "--out", str(out),
+               "--backend-option", f"device={args.device}", "--backend-option", f"dtype={row.dtype}"]
+    for option in filter(None, options.split(",")):
+        command += ["--backend-option", option]
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=budget_left, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        row.error = f"evaluation ran past the time budget ({budget_left:.0f} s)"
+        return row
+    row.first_task_s = [time.perf_counter() - start]
+    if done.returncode != 0:
+        row.error = f"evaluation failed (exit {done.returncode}): {(done.stderr or done.stdout).strip().splitlines()[-1:]}"
+    else:
+        summary = [line.strip() for line in done.stdout.splitlines() if line.strip()][-1:]
+        row.note = f"whole run, report in {out}; {summary[0] if summary else ''}"
+    return row
+
+
 BENCHES = {"pisa": bench_pisa, "grounded_sam": bench_grounded_sam, "instructsam": bench_instructsam}
 
 
@@ -243,6 +282,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--real-size", action="store_true", help="published model sizes (slow on CPU)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto", help="auto: fp16 on CUDA, fp32 on CPU")
+    parser.add_argument("--dtypes", default="", help="comma-separated dtypes to measure in turn (default: --dtype)")
+    parser.add_argument("--gpu-check", action="store_true",
+                        help="real sizes on CUDA, fp16 and bf16, 3 repeats, peak memory; plus --evaluate runs")
+    parser.add_argument("--bags", default="", help="study bags for --evaluate (partseg_generate_benchmark output)")
+    parser.add_argument("--evaluate", action="append", default=[], metavar="BACKEND[:key=value,...]",
+                        help="run partseg_evaluate on --bags with this backend and options (repeatable)")
+    parser.add_argument("--budget-s", type=float, default=540.0, help="stop starting new measurements after this")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=640)
@@ -253,36 +299,60 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--detector", default="google/owlv2-base-patch16-ensemble")
     parser.add_argument("--sam", default="facebook/sam-vit-base")
     args = parser.parse_args(argv)
+    if args.gpu_check:
+        args.real_size, args.repeats = True, max(args.repeats, 3)
+        args.device = "cuda" if args.device == "auto" else args.device
+        args.dtypes = args.dtypes or "fp16,bf16"
+    if args.evaluate and not args.bags:
+        parser.error("--evaluate needs --bags")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.dtype == "auto":  # the papers' GPU setting: half precision on CUDA; CPU always runs fp32
         args.dtype = "fp16" if select_device(args.device).type == "cuda" else "fp32"
-    runtime = resolve_runtime(args.device, args.dtype)
+    args.dtypes = args.dtypes or args.dtype
+    runtime = resolve_runtime(args.device, args.dtypes.split(",")[0].strip())
     device_name = torch.cuda.get_device_name(runtime.device) if runtime.is_cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"# partseg backend latency: {runtime.describe()} ({device_name}), frame {args.width}x{args.height}, "
-          f"random weights, {'published sizes' if args.real_size else 'TINY configs'}")
+          f"random weights, {'published sizes' if args.real_size else 'TINY configs'}, dtypes {args.dtypes}")
     rows = []
-    for name in [b.strip() for b in args.backends.split(",") if b.strip()]:
-        if name not in BENCHES:
-            parser.error(f"unknown backend {name!r}; choose from {sorted(BENCHES)}")
-        print(f"... {name}", flush=True)
-        try:
-            with torch.inference_mode():
-                rows.append(BENCHES[name](args, runtime))
-        except Exception as exc:  # one backend failing (memory, missing piece) must not hide the others
-            rows.append(Row(name, "-", error=f"{type(exc).__name__}: {exc}"))
-        gc.collect()
-        if runtime.is_cuda:
-            torch.cuda.empty_cache()
+    started = time.perf_counter()
+    for dtype in [d.strip() for d in args.dtypes.split(",") if d.strip()]:
+        runtime = resolve_runtime(args.device, dtype)
+        for name in [b.strip() for b in args.backends.split(",") if b.strip()]:
+            if name not in BENCHES:
+                parser.error(f"unknown backend {name!r}; choose from {sorted(BENCHES)}")
+            if time.perf_counter() - started > args.budget_s:
+                rows.append(Row(name, "-", dtype=dtype, error=f"skipped: time budget {args.budget_s:.0f} s spent"))
+                continue
+            print(f"... {name} {dtype}", flush=True)
+            if runtime.is_cuda:
+                torch.cuda.reset_peak_memory_stats(runtime.device)
+            try:
+                with torch.inference_mode():
+                    row = BENCHES[name](args, runtime)
+            except Exception as exc:  # one backend failing (memory, missing piece) must not hide the others
+                row = Row(name, "-", error=f"{type(exc).__name__}: {exc}")
+            row.dtype = dtype
+            if runtime.is_cuda:
+                row.peak_gb = torch.cuda.max_memory_allocated(runtime.device) / 2**30
+            rows.append(row)
+            gc.collect()
+            if runtime.is_cuda:
+                torch.cuda.empty_cache()
+    for spec in args.evaluate:
+        rows.append(_evaluate(spec, args, budget_left=args.budget_s - (time.perf_counter() - started)))
     print()
-    print(f"{'backend':<13} {'per task [s]':>14} {'same frame, new instr. [s]':>27} {'paper [s]':>10}  config / notes")
+    print(f"{'backend':<13} {'dtype':<5} {'per task [s]':>14} {'same frame, new instr. [s]':>27} {'peak GPU [GiB]':>14} "
+          f"{'paper [s]':>10}  config / notes")
     for row in rows:
-        ref_name, ref_s = PAPER_SECONDS[row.backend]
+        ref_name, ref_s = PAPER_SECONDS.get(row.backend, ("-", float("nan")))
+        peak = f"{row.peak_gb:14.2f}" if row.peak_gb is not None else f"{'-':>14}"
         if row.error:
-            print(f"{row.backend:<13} {'-':>14} {'-':>27} {ref_s:>10.1f}  {row.error}")
+            print(f"{row.backend:<13} {row.dtype:<5} {'-':>14} {'-':>27} {peak} {ref_s:>10.1f}  {row.error}")
             continue
-        notes = "; ".join(part for part in (row.config, row.note, f"paper: {ref_name}") if part)
-        print(f"{row.backend:<13} {_fmt(row.first_task_s):>14} {_fmt(row.same_frame_s):>27} {ref_s:>10.1f}  {notes}")
+        notes = "; ".join(part for part in (row.config, row.note, f"paper: {ref_name}" if ref_name != "-" else "") if part)
+        print(f"{row.backend:<13} {row.dtype:<5} {_fmt(row.first_task_s):>14} {_fmt(row.same_frame_s):>27} {peak} "
+              f"{ref_s:>10.1f}  {notes}")
     return 0
 
 
