@@ -183,23 +183,34 @@ def shade(frame: RayCastFrame, meshes: list, world_from_camera: np.ndarray, ligh
     albedo *= (1.0 + 0.04 * blotch)[..., None]
 
     light_cam = (world_from_camera[:3, :3].T @ light_world).astype(np.float32)
-    lambert = np.clip(frame.normals @ light_cam, 0.0, 1.0)
-    if frame.shadowed is not None:
-        lambert = np.where(frame.shadowed, 0.0, lambert)
-    ambient = 0.32
-    # A soft highlight from the same light makes rounded parts read as rounded.
-    view_dir = -cam_points / np.maximum(np.linalg.norm(cam_points, axis=-1, keepdims=True), 1e-9)
-    half_vec = view_dir + light_cam
-    half_vec /= np.maximum(np.linalg.norm(half_vec, axis=-1, keepdims=True), 1e-9)
-    spec = np.clip(np.sum(frame.normals * half_vec, axis=-1), 0.0, 1.0) ** 40 * 0.25
-    if frame.shadowed is not None:
-        spec = np.where(frame.shadowed, 0.0, spec)
-    radiance = albedo * (ambient + (1.0 - ambient) * lambert)[..., None] * 1.15 + spec[..., None]
+    radiance = lit_radiance(albedo, frame, cam_points, light_cam)
     radiance[~frame.hit] = albedo_lut[-1]
 
     srgb = linear_to_srgb(radiance.astype(np.float32))
     srgb = srgb + rng.normal(0.0, 0.012, srgb.shape).astype(np.float32)
     return np.clip(np.round(srgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def lit_radiance(albedo: np.ndarray, frame: RayCastFrame, cam_points: np.ndarray, light_cam: np.ndarray,
+                 ambient: float | np.ndarray = 0.32, specular: float | np.ndarray = 0.25,
+                 shininess: float | np.ndarray = 40, gain: float = 1.15) -> np.ndarray:
+    """Lambertian + ambient + a Blinn highlight, with cast shadows; linear RGB (H, W, 3).
+
+    The study look uses the defaults; the randomised training renderer passes
+    per-pixel specular strength and shininess (metal, glass, plastic) and its
+    own ambient level.
+    """
+    lambert = np.clip(frame.normals @ light_cam, 0.0, 1.0)
+    if frame.shadowed is not None:
+        lambert = np.where(frame.shadowed, 0.0, lambert)
+    # A soft highlight from the same light makes rounded parts read as rounded.
+    view_dir = -cam_points / np.maximum(np.linalg.norm(cam_points, axis=-1, keepdims=True), 1e-9)
+    half_vec = view_dir + light_cam
+    half_vec /= np.maximum(np.linalg.norm(half_vec, axis=-1, keepdims=True), 1e-9)
+    spec = np.clip(np.sum(frame.normals * half_vec, axis=-1), 0.0, 1.0) ** shininess * specular
+    if frame.shadowed is not None:
+        spec = np.where(frame.shadowed, 0.0, spec)
+    return albedo * (ambient + (1.0 - ambient) * lambert)[..., None] * gain + spec[..., None]
 
 
 def _upsample(grid: np.ndarray, h: int, w: int) -> np.ndarray:

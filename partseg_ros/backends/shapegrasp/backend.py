@@ -31,73 +31,12 @@ from partseg_ros.backends.shapegrasp.matching import (
     score_part,
     variant_fit,
 )
-from partseg_ros.backends.shapegrasp.segmentation import (
-    ObjectCluster,
-    SegmentationConfig,
-    cluster_from_mask,
-    segment_objects,
-)
-from partseg_ros.backends.shapegrasp.table import TablePlane, backproject, fit_table_plane
+from partseg_ros.backends.shapegrasp.proposals import find_table, object_clusters, to_full_resolution
+from partseg_ros.backends.shapegrasp.segmentation import ObjectCluster, SegmentationConfig
 from partseg_ros.language.knowledge_base import load_knowledge_base
 from partseg_ros.language.llm_hook import load_hook
 from partseg_ros.language.reasoner import Candidate, InstructionResolution, PartReasoner
-from partseg_ros.types import CameraIntrinsics, GroundingRequest, GroundingResult, PartInstance
-
-
-def _subsample(request: GroundingRequest, stride: int) -> tuple[np.ndarray, np.ndarray, CameraIntrinsics]:
-    """Every stride-th pixel, with the intrinsics of that pixel grid (pixel (i, j) is full-res (s*i, s*j))."""
-    k = request.intrinsics
-    depth = request.depth_m[::stride, ::stride]
-    rgb = request.rgb[::stride, ::stride]
-    scaled = CameraIntrinsics(k.fx / stride, k.fy / stride, k.cx / stride, k.cy / stride, depth.shape[1], depth.shape[0])
-    return depth, rgb, scaled
-
-
-def _keep_thin_structures(depth_s: np.ndarray, rgb_s: np.ndarray, request: GroundingRequest, plane: TablePlane,
-                          stride: int, min_height_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """Subsampled depth/colour where each block shows its highest point above the table.
-
-    Plain subsampling keeps one pixel per stride x stride block and loses
-    anything thinner than the stride (a glass stem, a lollipop stick); taking
-    the block's pixel that stands highest above the table keeps them.
-    """
-    full_h, full_w = request.image_size
-    h, w = full_h // stride, full_w // stride  # whole blocks only; a ragged last row/column keeps its sample
-    full_depth = request.depth_m[: h * stride, : w * stride]
-    points = backproject(full_depth, request.intrinsics)
-    with np.errstate(invalid="ignore"):
-        height = np.where(np.isfinite(full_depth), points @ plane.normal + plane.offset, -np.inf)
-    blocks = height.reshape(h, stride, w, stride).transpose(0, 2, 1, 3).reshape(h, w, stride * stride)
-    best = np.argmax(blocks, axis=2)
-    best_height = np.take_along_axis(blocks, best[..., None], axis=2)[..., 0]
-    replace = (best_height > min_height_m) & ~(np.nan_to_num(blocks[..., 0], neginf=-1.0) > min_height_m)
-    if not replace.any():
-        return depth_s, rgb_s
-    rows, cols = np.nonzero(replace)
-    dr, dc = np.divmod(best[rows, cols], stride)
-    depth_s, rgb_s = depth_s.copy(), rgb_s.copy()
-    # The replacing pixel is up to stride-1 pixels off the sample position: a sub-block shift, kept for its depth.
-    depth_s[rows, cols] = request.depth_m[rows * stride + dr, cols * stride + dc]
-    rgb_s[rows, cols] = request.rgb[rows * stride + dr, cols * stride + dc]
-    return depth_s, rgb_s
-
-
-def _to_full_resolution(mask: np.ndarray, request: GroundingRequest, plane: TablePlane, stride: int) -> np.ndarray:
-    """Nearest-neighbour upsampling, then full-resolution pixels that lie on the table plane are dropped."""
-    h, w = request.image_size
-    if stride == 1:
-        return mask
-    full = np.repeat(np.repeat(mask, stride, axis=0), stride, axis=1)[:h, :w]
-    if full.shape != (h, w):
-        full = np.pad(full, ((0, h - full.shape[0]), (0, w - full.shape[1])))
-    rows, cols = np.nonzero(full)
-    z = request.depth_m[rows, cols]
-    k = request.intrinsics
-    points = np.stack([(cols - k.cx) / k.fx * z, (rows - k.cy) / k.fy * z, z], axis=1)
-    with np.errstate(invalid="ignore"):
-        on_table = np.isfinite(z) & (plane.height(points) < 0.003)
-    full[rows[on_table], cols[on_table]] = False
-    return full
+from partseg_ros.types import GroundingRequest, GroundingResult, PartInstance
 
 
 class ScoredChoice(NamedTuple):
@@ -174,22 +113,11 @@ class ShapeGraspBackend(PartGroundingBackend):
             return self._empty(resolution, f"no knowledge of what a {resolution.unknown_object} looks like", timings)
         # Geometry runs on every stride-th pixel (4x fewer points at stride 2); masks come back at full size.
         stride = max(1, int(self.options.get("stride", 2)))
-        depth, rgb, intrinsics = _subsample(request, stride)
-        points = backproject(depth, intrinsics)
-        plane = fit_table_plane(points)
-        if plane is None:
-            lap("table")
-            return self._empty(resolution, "no table plane found in the depth image", timings)
-        if stride > 1:
-            depth, rgb = _keep_thin_structures(depth, rgb, request, plane, stride, self.segmentation_config.min_height_m)
-            points = backproject(depth, intrinsics)
+        plane, depth, rgb, _, points = find_table(request, stride, self.segmentation_config.min_height_m)
         lap("table")
-        if request.object_mask_hint is not None:
-            hint = request.object_mask_hint.astype(bool)[::stride, ::stride]
-            cluster = cluster_from_mask(hint, points, rgb, plane)
-            clusters = [cluster] if cluster is not None else []
-        else:
-            clusters = segment_objects(points, rgb, plane, self.segmentation_config)
+        if plane is None:
+            return self._empty(resolution, "no table plane found in the depth image", timings)
+        clusters = object_clusters(request, plane, points, rgb, stride, self.segmentation_config)
         lap("objects")
         if not clusters:
             return self._empty(resolution, "no object found on the table", timings)
@@ -210,7 +138,7 @@ class ShapeGraspBackend(PartGroundingBackend):
         cluster, decomposition, candidate, fit, object_reasons, score = choice
         part_indices, part_reasons = self._choose_part(candidate, fit, decomposition)
         mask = self._part_mask(cluster, decomposition, part_indices, depth.shape)
-        mask = _to_full_resolution(mask, request, plane, stride)
+        mask = to_full_resolution(mask, request, plane, stride)
         if request.object_mask_hint is not None:
             mask &= request.object_mask_hint.astype(bool)
         lap("grounding")
