@@ -39,6 +39,9 @@ setup(
             "partseg_generate_benchmark = partseg_ros.scene.generate:main",
             "partseg_convert_instructpart = partseg_ros.bags.instructpart_converter:main",
             "partseg_evaluate = partseg_ros.evaluation.cli:main",
+            "partseg_generate_training_crops = partseg_ros.backends.pisa_rgbd.dataset:main",
+            "partseg_train_part_grounder = partseg_ros.backends.pisa_rgbd.train:main",
+            "partseg_validate_generalisation = partseg_ros.evaluation.generalisation:main",
         ]
     },
 )
