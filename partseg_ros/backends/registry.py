@@ -14,6 +14,7 @@ BACKENDS: dict[str, str] = {
     "pisa": "partseg_ros.backends.pisa.backend:PisaBackend",
     "instructsam": "partseg_ros.backends.instructsam.backend:InstructSamBackend",
     "grounded_sam": "partseg_ros.backends.grounded_sam.backend:GroundedSamBackend",
+    "pisa_rgbd": "partseg_ros.backends.pisa_rgbd.backend:PisaRgbdBackend",
 }
 
 

@@ -1,0 +1,258 @@
+"""The learned backend: geometric object proposals, a PISA-style network over their RGB-D crops.
+
+Steps for one frame:
+
+1. the instruction is resolved against the knowledge base (the same reasoner
+   as ``shapegrasp``): which object, which of its parts, which colour;
+2. the table plane and the object clusters on it are found (the same
+   proposal code as ``shapegrasp``);
+3. every cluster is cropped and encoded once; the phrase "the <part> of the
+   <object>" is asked of every crop: the decoder answers with a presence
+   score (is this that object?) and a part mask;
+4. the object with the highest presence, weighted by colour agreement when
+   the instruction names a colour, wins; when no crop's presence reaches
+   ``presence_threshold`` the answer is "no target" with the reason.
+
+Recognition and part masks are learned (from generated data, see
+``train.py``); only the proposals and the language resolution are rules.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from partseg_ros.backends.base import PartGroundingBackend
+from partseg_ros.backends.pisa_rgbd.crops import crop_inputs, height_above_plane, paste_crop, square_window
+from partseg_ros.backends.pisa_rgbd.vocabulary import query_text
+from partseg_ros.backends.shapegrasp.colour import colour_histogram
+from partseg_ros.backends.shapegrasp.matching import colour_fit
+from partseg_ros.backends.shapegrasp.proposals import find_table, object_clusters, to_full_resolution
+from partseg_ros.backends.shapegrasp.segmentation import SegmentationConfig
+from partseg_ros.language.reasoner import Candidate, InstructionResolution
+from partseg_ros.types import GroundingRequest, GroundingResult, PartInstance
+
+
+@dataclass(frozen=True)
+class PisaRgbdConfig:
+    """Every threshold of the backend; set through ``backend_options``."""
+
+    checkpoint: Optional[str] = None  # model folder or hub id; None = the model shipped with partseg
+    device: str = "auto"
+    dtype: str = "auto"
+    stride: int = 2  # geometry runs on every stride-th pixel
+    presence_threshold: float = 0.5  # below it for every object in view: no target
+    mask_threshold: float = 0.5  # part probability that counts as part
+    colour_weight: float = 0.7  # how much a named colour's agreement weighs in the choice (0 = ignored)
+    min_colour_share: float = 0.2  # a named colour must cover at least this share of the chosen object
+    max_proposals: int = 12  # largest clusters kept (a cluttered table is cut here)
+    candidate_limit: int = 8  # knowledge-base candidates asked when the instruction names no object
+    knowledge_base: Optional[str] = None
+    language_model: Optional[str] = None
+    use_embeddings: bool = True
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> "PisaRgbdConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(options) - known - {"segmentation", "language_model_options", "name"})
+        if unknown:
+            import difflib
+
+            hints = [f"{u} (did you mean {difflib.get_close_matches(u, known, 1)[0]}?)"
+                     if difflib.get_close_matches(u, known, 1) else u for u in unknown]
+            raise ValueError(f"unknown pisa_rgbd option(s): {', '.join(hints)}; valid: {sorted(known)}")
+        config = cls(**{k: v for k, v in options.items() if k in known})
+        for name in ("presence_threshold", "mask_threshold", "colour_weight", "min_colour_share"):
+            value = getattr(config, name)
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"pisa_rgbd option {name} must lie in [0, 1], got {value}")
+        if int(config.stride) < 1 or int(config.max_proposals) < 1:
+            raise ValueError("pisa_rgbd options stride and max_proposals must be at least 1")
+        return config
+
+
+def object_noun(resolution: InstructionResolution, candidate: Candidate, kb) -> str:
+    """The most specific name of the candidate the instruction gives: its variant or kind, else its own name."""
+    entry = kb.objects.get(candidate.object_name)
+    if entry is None:
+        return candidate.object_name
+    if candidate.object_name == resolution.kb_object:
+        variant, _ = entry.variant_for(resolution.object_phrase, resolution.patient)
+        if variant is not None:
+            return variant.name
+        colours = set(resolution.object_attributes.get("colours") or [])
+        words = [w for w in resolution.object_phrase.lower().split() if w not in colours]
+        phrase = " ".join(words)
+        if phrase and any(phrase.endswith(p) or p.endswith(phrase) for p in entry.phrases):
+            return phrase
+    else:
+        variant, _ = entry.variant_for("", resolution.patient)
+        if variant is not None:
+            return variant.name
+    return entry.name
+
+
+class PisaRgbdBackend(PartGroundingBackend):
+    """Options: see :class:`PisaRgbdConfig`; ``segmentation`` takes the proposal settings of ``shapegrasp``."""
+
+    name = "pisa_rgbd"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.config = PisaRgbdConfig.from_options(options)
+        self.segmentation_config = SegmentationConfig(**options.get("segmentation", {}))
+        self.reasoner = None
+        self.model = None
+        self.crop_settings = None
+        self.model_record: dict = {}
+
+    def _load(self) -> None:
+        import torch
+
+        from partseg_ros.backends.pisa_rgbd.checkpoint import load_model
+        from partseg_ros.backends.runtime import select_device, select_dtype
+        from partseg_ros.language.embeddings import shared_embedder
+        from partseg_ros.language.knowledge_base import load_knowledge_base
+        from partseg_ros.language.llm_hook import load_hook
+        from partseg_ros.language.reasoner import PartReasoner
+
+        self.device = select_device(self.config.device)
+        self.dtype = select_dtype(self.device, self.config.dtype)
+        self.model, self.crop_settings, self.model_record = load_model(self.config.checkpoint, self.device, self.dtype)
+        self.embedder = shared_embedder()
+        self.embedder.load()
+        kb = load_knowledge_base(self.config.knowledge_base)
+        hook = load_hook(self.config.language_model, **self.options.get("language_model_options", {}))
+        self.reasoner = PartReasoner(kb, embedder=self.embedder if self.config.use_embeddings else None,
+                                     language_model=hook)
+        self._torch = torch
+
+    def warmup(self) -> None:
+        self.load()
+        self.reasoner.prepare()
+        size = self.crop_settings.size
+        self._run(np.zeros((1, self.model.config.in_channels, size, size), np.float32), np.zeros((1, 2), np.float32),
+                  [(0, query_text("handle", "mug"))])
+
+    # ------------------------------------------------------------------ main
+
+    def _run(self, crops: np.ndarray, scalars: np.ndarray, asks: list[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+        """(mask probabilities (Q, s, s), presence probabilities (Q,)) for (crop index, phrase) pairs."""
+        torch = self._torch
+        text = torch.from_numpy(self.embedder.encode([t for _, t in asks])).to(self.device, self.dtype)
+        with torch.inference_mode():
+            features = self.model.encode(torch.from_numpy(crops).to(self.device, self.dtype),
+                                         torch.from_numpy(scalars).to(self.device, self.dtype))
+            index = torch.tensor([i for i, _ in asks], device=self.device)
+            masks, presence = self.model.decode(features, index, text)
+        return torch.sigmoid(masks.float()).cpu().numpy(), torch.sigmoid(presence.float()).cpu().numpy()
+
+    def _candidates(self, resolution: InstructionResolution) -> list[Candidate]:
+        if resolution.candidates:
+            return resolution.candidates[: self.config.candidate_limit]
+        kb = self.reasoner.kb
+        return [Candidate(name, self.reasoner.part_for_object(resolution, name), 0.5) for name in kb.objects]
+
+    def _ground(self, request: GroundingRequest) -> GroundingResult:
+        if request.depth_m is None or request.intrinsics is None:
+            raise ValueError("the pisa_rgbd backend needs depth_m and intrinsics (it crops objects found in 3D)")
+        cfg = self.config
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = (now - clock) * 1000.0
+            clock = now
+
+        resolution = self.reasoner.resolve(request.instruction)
+        lap("language")
+        if resolution.unknown_object:
+            return self._empty(resolution, f"no knowledge of what a {resolution.unknown_object} looks like", timings)
+        candidates = self._candidates(resolution)
+        if not candidates:
+            return self._empty(resolution, "the instruction names no object or action partseg knows", timings)
+        stride = max(1, int(cfg.stride))
+        plane, _, rgb_s, _, points = find_table(request, stride, self.segmentation_config.min_height_m)
+        lap("table")
+        if plane is None:
+            return self._empty(resolution, "no table plane found in the depth image", timings)
+        clusters = object_clusters(request, plane, points, rgb_s, stride, self.segmentation_config)
+        clusters = sorted(clusters, key=lambda c: -len(c.pixels))[: cfg.max_proposals]
+        masks = [to_full_resolution(c.mask, request, plane, stride) for c in clusters]
+        if request.object_mask_hint is not None:
+            masks = [request.object_mask_hint.astype(bool)]
+            clusters = clusters[:1]
+        keep = [i for i, m in enumerate(masks) if m.any()]
+        clusters, masks = [clusters[i] for i in keep], [masks[i] for i in keep]
+        lap("objects")
+        if not masks:
+            return self._empty(resolution, "no object found on the table", timings)
+
+        height = height_above_plane(request.depth_m, request.intrinsics, plane.normal, plane.offset)
+        windows, crops, scalars = [], [], []
+        for mask in masks:
+            window = square_window(mask, self.crop_settings)
+            channels, extra = crop_inputs(request.rgb, request.depth_m, height, mask, window,
+                                          request.intrinsics.fx, self.crop_settings)
+            windows.append(window)
+            crops.append(channels)
+            scalars.append(extra)
+        kb = self.reasoner.kb
+        phrases = [query_text(c.part_name, object_noun(resolution, c, kb)) for c in candidates]
+        asks = [(i, p) for i in range(len(masks)) for p in phrases]
+        part_probs, presence = self._run(np.stack(crops), np.stack(scalars), asks)
+        lap("network")
+
+        colours = list(resolution.object_attributes.get("colours") or [])
+        colour_share = [colour_fit(colours, colour_histogram(c.rgb)) if colours else 1.0 for c in clusters]
+        presence = presence.reshape(len(masks), len(candidates))
+        prior = np.array([0.5 + 0.5 * c.score for c in candidates])
+        colour_term = np.array([1.0 - cfg.colour_weight + cfg.colour_weight * s for s in colour_share])
+        score = presence * prior[None, :] * colour_term[:, None]
+        best_obj, best_cand = np.unravel_index(int(np.argmax(score)), score.shape)
+        candidate = candidates[best_cand]
+        noun = object_noun(resolution, candidate, kb)
+        best_presence = float(presence[best_obj, best_cand])
+        oracle = request.object_mask_hint is not None
+        if not oracle and best_presence < cfg.presence_threshold:
+            return self._empty(resolution, f"no object in view looks like a {noun} (best presence "
+                                           f"{best_presence:.2f} < {cfg.presence_threshold:.2f})", timings)
+        if not oracle and colours and colour_share[best_obj] < cfg.min_colour_share:
+            return self._empty(resolution, f"the {noun} in view is not {' and '.join(colours)} "
+                                           f"({colour_share[best_obj]:.0%} of it)", timings)
+        prob = paste_crop(part_probs[best_obj * len(candidates) + best_cand], windows[best_obj], request.image_size)
+        region = masks[best_obj] | (height > 0.003) & _grown(masks[best_obj], windows[best_obj].side // 16 + 1)
+        part = (prob >= cfg.mask_threshold) & region
+        lap("grounding")
+
+        reasons = list(resolution.reasons)
+        ranked = np.sort(presence[:, best_cand])[::-1]
+        runner_up = f"; next best object {ranked[1]:.2f}" if len(ranked) > 1 else ""
+        reasons.append(f"object {best_obj} of {len(masks)} recognised as the {noun} "
+                       f"(presence {best_presence:.2f}{runner_up})")
+        if colours:
+            reasons.append(f"{' and '.join(colours)} covers {colour_share[best_obj]:.0%} of it")
+        reasons.append(f"the {candidate.part_name}: {int(part.sum())} pixels at probability >= {cfg.mask_threshold:.2f}")
+        explanation = "; ".join(reasons)
+        instance = PartInstance(mask=part, score=best_presence, object_label=candidate.object_name,
+                                part_label=candidate.part_name, explanation=explanation)
+        return GroundingResult(instances=[instance] if part.any() else [], backend=self.name,
+                               object_label=candidate.object_name, part_label=candidate.part_name,
+                               explanation=explanation, timings_ms=timings)
+
+    def _empty(self, resolution: InstructionResolution, why: str, timings: dict[str, float]) -> GroundingResult:
+        explanation = "; ".join(list(resolution.reasons) + [why])
+        return GroundingResult(instances=[], backend=self.name, object_label=resolution.kb_object,
+                               part_label=resolution.part_name, explanation=explanation, timings_ms=timings)
+
+
+def _grown(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """The proposal grown by a few pixels: a part the proposal cut short may extend just past it."""
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, iterations=max(int(pixels), 1))

@@ -1,0 +1,162 @@
+"""A PISA-style part grounder over RGB-D object crops, small enough to train on a CPU.
+
+PISA (InstructPart, section 3.3) fuses image features with a language
+model's ``<SEG>`` state and decodes a mask with a SAM-style decoder. Here the
+image side is a small convolutional encoder over a 7-channel RGB-D crop of one
+object proposal (colour, height above the table, depth relief, depth
+validity, proposal mask), trained from scratch on generated data, because no
+pretrained vision weights reach these machines; the language side is a
+sentence embedding (all-MiniLM-L6-v2) of the phrase "<part> of the <object>"
+or, when a user has one, a language model's ``<SEG>`` state of the same width
+after a projection. The decoder follows SAM's: learned output tokens plus the
+prompt token attend to the image tokens and back (two-way attention), a
+hypernetwork turns the mask token into a per-pixel classifier over upsampled
+features, and a presence head says whether the crop shows the named object
+at all (InstructSAM's "no target" answer).
+
+The image features do not depend on the prompt, so one encoder pass serves
+every phrase asked of a crop; only the light decoder runs per phrase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class GrounderConfig:
+    """Everything that fixes the network's shape; saved beside the weights."""
+
+    in_channels: int = 7
+    crop_size: int = 96
+    widths: tuple[int, ...] = (32, 48, 96, 128)  # stem (stride 2), then one stage per further halving
+    embed_dim: int = 128
+    pixel_dim: int = 32
+    text_dim: int = 384
+    scalar_dim: int = 2
+    heads: int = 4
+    decoder_layers: int = 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GrounderConfig":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "widths" in known:
+            known["widths"] = tuple(known["widths"])
+        return cls(**known)
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    groups = 8 if cout % 8 == 0 else 1
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(groups, cout), nn.GELU())
+
+
+class _Stage(nn.Module):
+    """Halve the resolution, then one residual 3x3 block."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.down = _conv(cin, cout, 2)
+        self.block = nn.Sequential(_conv(cout, cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+                                   nn.GroupNorm(8 if cout % 8 == 0 else 1, cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.down(x)
+        return F.gelu(x + self.block(x))
+
+
+class _TwoWayLayer(nn.Module):
+    """Tokens attend to the image, then the image attends back to the tokens (SAM's two-way block)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.token_to_image = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.image_to_token = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim * 2), nn.GELU(), nn.Linear(dim * 2, dim))
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(4))
+
+    def forward(self, tokens: torch.Tensor, image: torch.Tensor, image_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.norms[0](tokens + self.self_attn(tokens, tokens, tokens, need_weights=False)[0])
+        keys = image + image_pos
+        tokens = self.norms[1](tokens + self.token_to_image(tokens, keys, image, need_weights=False)[0])
+        tokens = self.norms[2](tokens + self.mlp(tokens))
+        image = self.norms[3](image + self.image_to_token(keys, tokens, tokens, need_weights=False)[0])
+        return tokens, image
+
+
+@dataclass
+class CropFeatures:
+    """Prompt-independent encoder output for a batch of crops."""
+
+    tokens: torch.Tensor  # (B, N, D) image tokens at the coarsest level
+    pixels: torch.Tensor  # (B, P, H, W) upsampled per-pixel embeddings
+    extra: dict = field(default_factory=dict)
+
+
+class RgbdPartGrounder(nn.Module):
+    """Crop (B, C, S, S) + scalars (B, 2) -> features; features + phrase embeddings -> mask and presence logits."""
+
+    def __init__(self, config: GrounderConfig = GrounderConfig()) -> None:
+        super().__init__()
+        self.config = config
+        w = config.widths
+        self.stem = nn.Sequential(_conv(config.in_channels, w[0], 2), _conv(w[0], w[0]))
+        self.stages = nn.ModuleList(_Stage(a, b) for a, b in zip(w[:-1], w[1:]))
+        grid = config.crop_size // (2 ** len(w))
+        self.grid = grid
+        dim = config.embed_dim
+        self.to_tokens = nn.Conv2d(w[-1], dim, 1)
+        self.image_pos = nn.Parameter(torch.randn(1, grid * grid, dim) * 0.02)
+        self.scalar_proj = nn.Sequential(nn.Linear(config.scalar_dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        # Feature pyramid back up to the stem's resolution (half the crop), one lateral per level.
+        self.laterals = nn.ModuleList(nn.Conv2d(c, config.pixel_dim, 1) for c in w[:-1])
+        self.top = nn.Conv2d(dim, config.pixel_dim, 1)
+        self.smooth = _conv(config.pixel_dim, config.pixel_dim)
+        self.text_proj = nn.Sequential(nn.Linear(config.text_dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.mask_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.presence_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.layers = nn.ModuleList(_TwoWayLayer(dim, config.heads) for _ in range(config.decoder_layers))
+        self.hyper = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, config.pixel_dim))
+        self.image_to_pixels = nn.Linear(dim, config.pixel_dim)
+        self.presence_head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, 1))
+
+    def encode(self, crops: torch.Tensor, scalars: torch.Tensor) -> CropFeatures:
+        levels = [self.stem(crops)]
+        for stage in self.stages:
+            levels.append(stage(levels[-1]))
+        top = self.to_tokens(levels[-1])
+        tokens = top.flatten(2).transpose(1, 2) + self.scalar_proj(scalars)[:, None, :]
+        pixels = self.top(top)
+        for level, lateral in zip(reversed(levels[:-1]), reversed(self.laterals)):
+            pixels = F.interpolate(pixels, size=level.shape[-2:], mode="bilinear", align_corners=False) + lateral(level)
+        return CropFeatures(tokens=tokens, pixels=self.smooth(pixels))
+
+    def decode(self, features: CropFeatures, crop_index: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits (Q, S/2, S/2) and presence logits (Q,) for phrase q asked of crop ``crop_index[q]``."""
+        image = features.tokens[crop_index]
+        prompt = self.text_proj(text)[:, None, :]
+        q = prompt.shape[0]
+        tokens = torch.cat([self.mask_token.expand(q, -1, -1) + prompt, self.presence_token.expand(q, -1, -1) + prompt,
+                            prompt], dim=1)
+        pos = self.image_pos.expand(q, -1, -1)
+        for layer in self.layers:
+            tokens, image = layer(tokens, image, pos)
+        pixels = features.pixels[crop_index]
+        # The attended image tokens refine the pyramid's pixels (query-specific, at the coarse grid).
+        coarse = self.image_to_pixels(image).transpose(1, 2).reshape(q, -1, self.grid, self.grid)
+        pixels = pixels + F.interpolate(coarse, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
+        classifier = self.hyper(tokens[:, 0])
+        masks = torch.einsum("qchw,qc->qhw", pixels, classifier)
+        presence = self.presence_head(tokens[:, 1])[:, 0]
+        return masks, presence
+
+    def forward(self, crops: torch.Tensor, scalars: torch.Tensor, crop_index: torch.Tensor,
+                text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decode(self.encode(crops, scalars), crop_index, text)

@@ -1,0 +1,277 @@
+"""Train the RGB-D part grounder on generated crops: seeded, resumable, with curves.
+
+Usage::
+
+    partseg_generate_training_crops --out data/crops            # randomised frames -> crop shards
+    partseg_train_part_grounder --data data/crops --out runs/pisa_rgbd --minutes 40
+
+Every ``--eval-every`` steps the model is scored on two validation sets the
+training never sees: new seeds of the training regime (in-distribution) and
+the held-back regime (another camera, sensor model and shape style). The run
+folder holds ``last.pt`` (resume state), ``history.json``, ``curves.png`` and
+the model folder ``model/`` (``config.json`` + ``weights.pt``) that the
+``pisa_rgbd`` backend loads with ``checkpoint=<run>/model``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from partseg_ros.backends.pisa_rgbd.checkpoint import save_model
+from partseg_ros.backends.pisa_rgbd.crops import CropSettings
+from partseg_ros.backends.pisa_rgbd.dataset import CropSample, Query, iterate_samples, load_crops, training_queries
+from partseg_ros.backends.pisa_rgbd.model import GrounderConfig, RgbdPartGrounder
+
+BCE_WEIGHT = 1.0
+DICE_WEIGHT = 1.0
+PRESENCE_WEIGHT = 1.0
+
+
+class PhraseEncoder:
+    """Sentence embeddings of query phrases, cached (the phrase set is small and repeats)."""
+
+    def __init__(self) -> None:
+        from partseg_ros.language.embeddings import shared_embedder
+
+        self.embedder = shared_embedder()
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        return torch.from_numpy(self.embedder.encode(list(texts)))
+
+
+def _augment(channels: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Flips, colour and exposure changes, lost depth: what another camera does to the same crop."""
+    x = channels.astype(np.float32)
+    if rng.random() < 0.5:
+        x, labels = x[:, :, ::-1], labels[:, ::-1]
+    gains = rng.uniform(0.75, 1.25, 3).astype(np.float32)
+    x[0:3] = (x[0:3] * 0.25 + 0.5) * gains[:, None, None]
+    x[0:3] = (x[0:3] - x[0:3].mean()) * rng.uniform(0.7, 1.3) + x[0:3].mean() + rng.uniform(-0.1, 0.1)
+    if rng.random() < 0.15:  # grey world: colour says little
+        x[0:3] = x[0:3].mean(axis=0, keepdims=True)
+    x[0:3] = (np.clip(x[0:3], 0.0, 1.0) - 0.5) / 0.25
+    if rng.random() < 0.1:  # depth lost over a random block
+        h = x.shape[1]
+        r0, c0 = rng.integers(0, h // 2, 2)
+        size = int(rng.integers(h // 6, h // 2))
+        x[3:6, r0:r0 + size, c0:c0 + size] = 0.0
+    return np.ascontiguousarray(x), np.ascontiguousarray(labels)
+
+
+def make_batch(samples: list[CropSample], kinds: dict[str, tuple[str, ...]], rng: np.random.Generator,
+               phrases: PhraseEncoder, augment: bool) -> dict[str, torch.Tensor]:
+    crops, scalars, index, texts, presence, targets = [], [], [], [], [], []
+    for i, sample in enumerate(samples):
+        channels, labels = (_augment(sample.channels, sample.labels, rng) if augment
+                            else (sample.channels.astype(np.float32), sample.labels))
+        crops.append(channels)
+        scalars.append(sample.scalars)
+        for query in training_queries(sample, kinds, rng):
+            index.append(i)
+            texts.append(query.text)
+            presence.append(query.presence)
+            targets.append(np.isin(labels, query.target_parts) if query.target_parts else np.zeros_like(labels, bool))
+    return {
+        "crops": torch.from_numpy(np.stack(crops)), "scalars": torch.from_numpy(np.stack(scalars).astype(np.float32)),
+        "index": torch.tensor(index), "text": phrases(texts), "presence": torch.tensor(presence, dtype=torch.float32),
+        "targets": torch.from_numpy(np.stack(targets).astype(np.float32)),
+    }
+
+
+def losses(model: RgbdPartGrounder, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    masks, presence = model(batch["crops"], batch["scalars"], batch["index"], batch["text"])
+    masks = F.interpolate(masks[:, None], size=batch["targets"].shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    positive = batch["presence"] > 0.5
+    presence_loss = F.binary_cross_entropy_with_logits(presence, batch["presence"])
+    if positive.any():
+        logits, target = masks[positive], batch["targets"][positive]
+        bce = F.binary_cross_entropy_with_logits(logits, target)
+        prob = torch.sigmoid(logits).flatten(1)
+        flat = target.flatten(1)
+        dice = (1.0 - (2.0 * (prob * flat).sum(1) + 1.0) / (prob.sum(1) + flat.sum(1) + 1.0)).mean()
+    else:
+        bce = dice = masks.sum() * 0.0
+    total = BCE_WEIGHT * bce + DICE_WEIGHT * dice + PRESENCE_WEIGHT * presence_loss
+    return total, {k: float(v.detach()) for k, v in (("bce", bce), ("dice", dice), ("presence", presence_loss), ("total", total))}
+
+
+@torch.no_grad()
+def evaluate(model: RgbdPartGrounder, samples: list[CropSample], kinds: dict[str, tuple[str, ...]],
+             phrases: PhraseEncoder, seed: int = 1234, batch_size: int = 64) -> dict[str, float]:
+    """Presence accuracy, mean part IoU and the share of parts found at IoU >= 0.5, on fixed phrases."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    correct = total = hits = positives = 0
+    ious = []
+    for start in range(0, len(samples), batch_size):
+        batch = make_batch(samples[start:start + batch_size], kinds, rng, phrases, augment=False)
+        masks, presence = model(batch["crops"], batch["scalars"], batch["index"], batch["text"])
+        masks = F.interpolate(masks[:, None], size=batch["targets"].shape[-2:], mode="bilinear")[:, 0] > 0
+        truth = batch["presence"] > 0.5
+        correct += int(((presence > 0) == truth).sum())
+        total += len(truth)
+        for pred, target, is_pos in zip(masks, batch["targets"] > 0.5, truth):
+            if not is_pos or not target.any():
+                continue
+            iou = float((pred & target).sum() / max(int((pred | target).sum()), 1))
+            ious.append(iou)
+            hits += iou >= 0.5
+            positives += 1
+    model.train()
+    return {"presence_accuracy": correct / max(total, 1), "mean_iou": float(np.mean(ious)) if ious else 0.0,
+            "part_hit_rate": hits / max(positives, 1)}
+
+
+def _plot(history: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [h["step"] for h in history["train"]]
+    axes[0].plot(steps, [h["total"] for h in history["train"]], label="total", lw=0.8)
+    axes[0].plot(steps, [h["presence"] for h in history["train"]], label="presence BCE", lw=0.8)
+    axes[0].plot(steps, [h["dice"] for h in history["train"]], label="mask Dice", lw=0.8)
+    axes[0].set_xlabel("step")
+    axes[0].set_title("training loss (running mean)")
+    axes[0].legend()
+    for name in ("validation", "held_back"):
+        rows = history.get(name, [])
+        if rows:
+            axes[1].plot([r["step"] for r in rows], [r["part_hit_rate"] for r in rows], marker="o",
+                         label=f"{name}: part IoU>=0.5")
+            axes[1].plot([r["step"] for r in rows], [r["presence_accuracy"] for r in rows], ls="--",
+                         label=f"{name}: presence accuracy")
+    axes[1].set_ylim(0, 1)
+    axes[1].set_xlabel("step")
+    axes[1].set_title("validation")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000, batch_size: int = 32,
+          lr: float = 2e-3, seed: int = 0, eval_every: int = 200, eval_samples: int = 400,
+          config: GrounderConfig = GrounderConfig(), threads: Optional[int] = None, progress: bool = True,
+          device: str = "cpu") -> dict:
+    """Train until ``minutes`` of wall time or ``max_steps``; resumes from ``out/last.pt`` when present."""
+    out.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    crop_settings = CropSettings(size=config.crop_size)
+    train_samples = list(iterate_samples(load_crops(data, "training")))
+    kinds = {s.kind: s.parts for s in train_samples}
+    validation = {}
+    for regime in ("validation", "held_back"):
+        try:
+            validation[regime] = list(iterate_samples(load_crops(data, regime)))[:eval_samples]
+        except FileNotFoundError:
+            pass
+    all_kinds = dict(kinds)
+    model = RgbdPartGrounder(config).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    history: dict = {"train": [], "validation": [], "held_back": [], "seconds": 0.0}
+    step = 0
+    state_path = out / "last.pt"
+    if state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        history, step = state["history"], state["step"]
+        print(f"resumed at step {step} ({history['seconds'] / 60:.1f} min trained)", flush=True)
+    phrases = PhraseEncoder()
+    rng = np.random.default_rng([seed, step])
+    planned = max_steps
+    started = time.perf_counter() - history["seconds"]
+    running: dict[str, float] = {}
+
+    def save_state() -> None:
+        history["seconds"] = time.perf_counter() - started
+        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "history": history,
+                    "step": step}, state_path)
+
+    def run_eval() -> None:
+        for regime, samples in validation.items():
+            scores = evaluate(model, samples, all_kinds, phrases)
+            history[regime].append({"step": step, **scores})
+            print(f"step {step} {regime}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
+        _plot(history, out / "curves.png")
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=planned, initial=step, disable=not progress, desc="training", unit="step")
+    budget_s = minutes * 60.0
+    model.train()
+    while step < planned and time.perf_counter() - started < budget_s:
+        # Cosine decay over the planned time budget (steps are the unknown, time is the limit).
+        progress_share = min((time.perf_counter() - started) / budget_s, 1.0)
+        for group in optimiser.param_groups:
+            group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress_share))) * min(1.0, (step + 1) / 100)
+        chosen = rng.choice(len(train_samples), size=batch_size, replace=False)
+        batch = make_batch([train_samples[i] for i in chosen], all_kinds, rng, phrases, augment=True)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        loss, parts = losses(model, batch)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        step += 1
+        for key, value in parts.items():
+            running[key] = value if key not in running else 0.98 * running[key] + 0.02 * value
+        bar.update(1)
+        bar.set_postfix(loss=f"{running['total']:.3f}", presence=f"{running['presence']:.3f}")
+        if step % 25 == 0:
+            history["train"].append({"step": step, **running})
+        if step % eval_every == 0:
+            run_eval()
+            save_state()
+    bar.close()
+    run_eval()
+    save_state()
+    save_model(out / "model", model, crop_settings, {
+        "training": {"steps": step, "minutes": history["seconds"] / 60.0, "batch_size": batch_size, "lr": lr,
+                     "seed": seed, "crops": len(train_samples), "kinds": sorted(kinds)},
+        "validation": history["validation"][-1] if history["validation"] else {},
+        "held_back": history["held_back"][-1] if history["held_back"] else {},
+    })
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    return history
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="partseg_train_part_grounder", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder of crop shards (partseg_generate_training_crops)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (resumed when it holds last.pt)")
+    parser.add_argument("--minutes", type=float, default=40.0, help="wall-clock training budget")
+    parser.add_argument("--max-steps", type=int, default=100000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--width", type=float, default=1.0, help="scale every layer width (larger runs on a GPU)")
+    args = parser.parse_args(argv)
+    base = GrounderConfig()
+    config = GrounderConfig(widths=tuple(int(w * args.width) for w in base.widths),
+                            embed_dim=int(base.embed_dim * args.width))
+    train(args.data, args.out, args.minutes, args.max_steps, args.batch_size, args.lr, args.seed, args.eval_every,
+          config=config, threads=args.threads, device=args.device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

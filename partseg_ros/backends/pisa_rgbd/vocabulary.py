@@ -1,0 +1,99 @@
+"""Words for what the generator builds: the phrases a crop is asked about in training and at run time.
+
+The generator names kinds and parts its own way ("bread_knife", "petals");
+instructions name them the knowledge base's way ("knife", "blossom") or with
+synonyms. Training phrases are drawn from all of these, so the decoder learns
+that "the blossom of the flower" and "the petals of the daisy" ask for the
+same pixels, and run-time phrases come from the reasoner's knowledge-base
+names. A kind's names never include another kind's own name: "knife" is a
+bread knife and a steak knife, "steak knife" is only the latter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional
+
+from partseg_ros.language.knowledge_base import KnowledgeBase, ObjectEntry, _word_stem, load_knowledge_base
+
+
+def spoken(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def query_text(part: str, obj: str) -> str:
+    """The phrase a crop is asked about; the same template in training and at run time."""
+    return f"the {spoken(part)} of the {spoken(obj)}"
+
+
+@dataclass(frozen=True)
+class PartGroup:
+    """One part a person names, made of one or more generator parts ("blossom" = petals + centre)."""
+
+    name: str
+    phrases: tuple[str, ...]
+    generator_parts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KindWords:
+    kind: str
+    kb_object: str  # "" when the knowledge base does not know the kind
+    names: tuple[str, ...]  # every phrase that names this kind (first = its own name)
+    groups: tuple[PartGroup, ...]
+
+
+def _entry_for_kind(kind: str, kb: KnowledgeBase) -> Optional[ObjectEntry]:
+    return kb.object_for_phrase(spoken(kind))
+
+
+def _matches(generator_part: str, phrases: tuple[str, ...]) -> bool:
+    words = {_word_stem(w) for w in spoken(generator_part).split()}
+    for phrase in phrases:
+        pw = {_word_stem(w) for w in phrase.split()}
+        if pw and (pw <= words or words <= pw):
+            return True
+    return False
+
+
+@lru_cache(maxsize=256)
+def _kind_words_cached(kind: str, parts: tuple[str, ...], kb_id: int) -> KindWords:
+    kb = _KB_BY_ID[kb_id]
+    entry = _entry_for_kind(kind, kb)
+    own = spoken(kind)
+    if entry is None:
+        return KindWords(kind, "", (own,), tuple(PartGroup(p, (spoken(p),), (p,)) for p in parts))
+    other_kinds = {spoken(k) for k in _generator_kinds()} - {own}
+    variant_names = {v.name for v in entry.variants}
+    names = [own] + [n for n in entry.phrases if n != own and n not in other_kinds
+                     and (n not in variant_names or n == own) and not (set(entry.kinds) & {n} and n != own)]
+    groups: dict[str, list[str]] = {}
+    phrases: dict[str, tuple[str, ...]] = {}
+    body = entry.part("body")
+    for part in parts:
+        match = next((p for p in entry.parts if _matches(part, p.phrases)), None)
+        if match is None and body is not None and spoken(part) in (own, entry.name):
+            match = body  # a one-piece object's generator part is named after the object ("sponge"): its body
+        key = match.name if match else part
+        groups.setdefault(key, []).append(part)
+        phrases[key] = tuple(dict.fromkeys((match.phrases if match else ()) + (spoken(part),)))
+    ordered = tuple(PartGroup(k, tuple(dict.fromkeys(phrases[k] + tuple(spoken(p) for p in v))), tuple(v))
+                    for k, v in groups.items())
+    return KindWords(kind, entry.name, tuple(dict.fromkeys(names)), ordered)
+
+
+_KB_BY_ID: dict[int, KnowledgeBase] = {}
+
+
+def _generator_kinds() -> list[str]:
+    from partseg_ros.scene.objects import object_kinds
+
+    return object_kinds()
+
+
+def kind_words(kind: str, parts: tuple[str, ...], kb: Optional[KnowledgeBase] = None) -> KindWords:
+    """Names and part groups of a generator kind with the given generator part names."""
+    kb = kb or load_knowledge_base()
+    _KB_BY_ID[id(kb)] = kb
+    return _kind_words_cached(kind, tuple(parts), id(kb))
