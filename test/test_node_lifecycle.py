@@ -1,4 +1,4 @@
-"""Lifecycle over real DDS: configure loads, activate processes, deactivate stops, cleanup releases."""
+"""Lifecycle over real DDS: configure loads, activate processes, deactivate stops, cleanup resets, shutdown exits."""
 
 import time
 
@@ -66,7 +66,10 @@ def test_lifecycle_walk(system, view):
     assert probe.transition(Transition.TRANSITION_DEACTIVATE)
     assert probe.transition(Transition.TRANSITION_CLEANUP)
     assert probe.lifecycle_state() == "unconfigured"
-    probe.wait_for(lambda: probe.color_pub.get_subscription_count() == 0, 10, "subscriptions released")
+    # Subscriptions stay for the node's life (destroying them under the executor can kill it,
+    # issue 15); unconfigured, the node ignores what arrives.
+    probe.send_instruction(view.tasks[0].instruction)
+    assert not frame_is_processed(probe, view, timeout=3), "an unconfigured node published results"
     assert probe.fresh_diagnostics()["state"] == "unconfigured"
 
     # Configure again after cleanup: the backend is rebuilt and processing works.
@@ -76,8 +79,8 @@ def test_lifecycle_walk(system, view):
     assert frame_is_processed(probe, view, timeout=120)
 
     assert probe.transition(Transition.TRANSITION_ACTIVE_SHUTDOWN)
-    assert probe.lifecycle_state() == "finalized"
-    assert node.alive()
+    # The shutdown transition ends the process, with exit code 0 (checked by the fixture).
+    probe.wait_for(lambda: not node.alive(), 20, "the node process to exit after the shutdown transition")
 
 
 def test_configure_fails_cleanly_for_an_unknown_backend():

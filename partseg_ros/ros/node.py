@@ -59,6 +59,7 @@ INTERNAL_ERROR = "internal_error"  # an unexpected exception in a callback (a bu
 PROCESSING_ERROR = "processing_error"  # the backend or geometry failed on a frame
 STALE_FRAME = "stale_frame"
 NO_INSTRUCTION = "no_instruction"
+EXECUTOR_ERROR = "executor_error"  # an exception escaped rclpy's executor; spin_node survived it
 
 
 @dataclass
@@ -119,6 +120,11 @@ class PartSegNode(LifecycleNode):
         self._input_subscriptions: list[Any] = []
         self._service: Optional[Any] = None
         self._pubs: dict[str, Any] = {}
+        self._interfaces_key_current: Optional[tuple] = None
+        self._generation = 0
+        self._retired: list[Any] = []  # entities of an earlier configuration, kept (see _create_interfaces)
+        self.shutdown_requested = False  # the lifecycle shutdown transition ends spin_node()
+        self.closing = False  # the process is going down: failures from a dead context are not errors
         self._add_started = 0.0  # perf_counter at the start of the sync.add that may complete a set
         self._input_group = MutuallyExclusiveCallbackGroup()
         self._service_group = MutuallyExclusiveCallbackGroup()
@@ -187,23 +193,20 @@ class PartSegNode(LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
         self._teardown()
+        self.shutdown_requested = True  # spin_node() returns: the process exits after the transition
         return super().on_shutdown(state)
 
     def _teardown(self) -> None:
+        """Back to a clean, unconfigured slate, without destroying any ROS entity.
+
+        Subscriptions, publishers and the service live as long as the node: destroying
+        them while the multi-threaded executor builds a wait set from them can raise
+        InvalidHandle inside ``executor.spin()`` (rclpy adds a QoS event handler to the
+        wait set even when entering it failed). Inactive, the callbacks ignore input;
+        ``destroy_node`` releases everything once the executor has stopped.
+        """
         self._active = False
         self._stop()
-        releases = [(self.destroy_subscription, s) for s in self._input_subscriptions]
-        releases += [(self.destroy_lifecycle_publisher, p) for p in self._pubs.values()]
-        if self._service is not None:
-            releases.append((self.destroy_service, self._service))
-        for destroy, entity in releases:
-            try:
-                destroy(entity)
-            except Exception as exc:  # noqa: BLE001 - best effort on the way down
-                self.get_logger().warning(f"while releasing {entity}: {exc}")
-        self._input_subscriptions.clear()
-        self._pubs.clear()
-        self._service = None
         with self._instruction_lock:  # a reconfigured node starts from a clean slate
             self._instruction = ""
         self._last_info_arrival_ns = None
@@ -250,10 +253,38 @@ class PartSegNode(LifecycleNode):
 
         return SubscriptionEventCallbacks(incompatible_qos=log)
 
+    @staticmethod
+    def _interfaces_key(config: NodeConfig) -> tuple:
+        qos = (config.sensor_qos.reliability, config.sensor_qos.depth, config.instruction_qos.reliability,
+               config.instruction_qos.durability)
+        return (config.color_topic, config.depth_topic, config.camera_info_topic, config.instruction_topic,
+                qos, config.debug_image, config.markers)
+
     def _create_interfaces(self, config: NodeConfig) -> None:
+        """Create the subscriptions and publishers once; a reconfigure with the same topics reuses them.
+
+        When a reconfigure changes topics or QoS, the old entities are parked (their
+        callbacks see a stale generation and return) rather than destroyed under the
+        running executor; how many can pile up is bounded by how many distinct
+        configurations the node goes through.
+        """
+        key = self._interfaces_key(config)
+        if key == self._interfaces_key_current:
+            return
+        self._retired += self._input_subscriptions + list(self._pubs.values())
+        self._input_subscriptions, self._pubs = [], {}
+        self._generation += 1
+        generation = self._generation
+
+        def current(callback):
+            def guarded(msg: Any) -> None:
+                if generation == self._generation:
+                    callback(msg)
+            return guarded
+
         def sub(msg_type, topic, callback, qos, callback_group, hint="qos.sensor_reliability"):
             return self.create_subscription(
-                msg_type, topic, callback, qos, callback_group=callback_group,
+                msg_type, topic, current(callback), qos, callback_group=callback_group,
                 event_callbacks=self._incompatible_qos_logger(topic, hint),
             )
 
@@ -279,11 +310,13 @@ class PartSegNode(LifecycleNode):
             outputs["debug_image"] = (Image, "~/debug_image")
         if config.markers:
             outputs["markers"] = (MarkerArray, "~/markers")
-        for key, (msg_type, topic) in outputs.items():
-            self._pubs[key] = self.create_lifecycle_publisher(msg_type, topic, reliable)
-        self._service = self.create_service(
-            SegmentParts, "~/segment_parts", self._on_service, callback_group=self._service_group
-        )
+        for key_, (msg_type, topic) in outputs.items():
+            self._pubs[key_] = self.create_lifecycle_publisher(msg_type, topic, reliable)
+        if self._service is None:
+            self._service = self.create_service(
+                SegmentParts, "~/segment_parts", self._on_service, callback_group=self._service_group
+            )
+        self._interfaces_key_current = key
 
     # ---- input callbacks: never block, never raise ------------------------------------------------
     def _on_color(self, msg: Image) -> None:
@@ -411,6 +444,8 @@ class PartSegNode(LifecycleNode):
             try:
                 self._process(frame)
             except Exception as exc:  # noqa: BLE001 - report and keep serving
+                if self.closing or not self.context.ok():
+                    return  # shutting down (SIGINT mid-frame): publishing fails, nothing to report
                 count = self.stats.reject(PROCESSING_ERROR)
                 if limited_log(count):
                     self.get_logger().error(f"processing failed: {type(exc).__name__}: {exc}")
@@ -618,6 +653,26 @@ Topics (node name partseg): ~/instruction in; ~/segmentation, ~/grasp_regions, ~
 """
 
 
+def spin_node(executor: MultiThreadedExecutor, node: PartSegNode, poll_s: float = 0.1) -> None:
+    """Spin until Ctrl-C, an external shutdown, or the node's lifecycle shutdown transition.
+
+    An exception escaping the executor (rclpy's InvalidHandle when an entity is
+    destroyed while a wait set is built, or any other) is logged and counted under
+    ``rejected.executor_error``, and spinning goes on: the process never dies of it.
+    """
+    while rclpy.ok(context=executor.context) and not node.shutdown_requested:
+        try:
+            executor.spin_once(timeout_sec=poll_s)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            return
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            if not rclpy.ok(context=executor.context):
+                return
+            count = node.stats.reject(EXECUTOR_ERROR)
+            if limited_log(count):
+                node.get_logger().error(f"executor error (survived, #{count}): {type(exc).__name__}: {exc}")
+
+
 def main(args: Optional[list[str]] = None) -> int:
     """Console entry point: ``partseg_node --ros-args --params-file config/partseg.yaml``."""
     argv = sys.argv if args is None else args
@@ -638,10 +693,11 @@ def main(args: Optional[list[str]] = None) -> int:
             elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().error("autostart: activate failed")
                 code = 1
-        executor.spin()
+        spin_node(executor, node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        node.closing = True
         node._teardown()
         executor.shutdown()
         node.destroy_node()
