@@ -75,13 +75,31 @@ class PartInstance:
 
 @dataclass
 class GroundingRequest:
-    """What a backend is asked: an image, an instruction, and optional 3D context."""
+    """What a backend is asked: an image, an instruction, and optional 3D context.
+
+    Oracle-object hints (ShapeGrasp's oracle-object protocol) come in two views
+    of the same thing, both filled in after construction whichever one the
+    caller gave:
+
+    * ``object_mask_hints``: one HxW bool mask per acceptable object ("pick up
+      the mug" with two mugs in view gives two masks; any one is a right
+      answer). Backends that can choose among objects read this, so that two
+      mugs are not grounded as one two-handled object. An empty tuple means
+      "oracle protocol, but no object to give" (a no-target task).
+    * ``object_mask_hint``: the union of those masks, for backends that only
+      restrict their answer to the hinted pixels (any part inside the union is
+      on one of the acceptable objects).
+
+    None for both means the full protocol (no hint). When both are given, the
+    single mask must equal the union of the list.
+    """
 
     rgb: np.ndarray
     instruction: str
     depth_m: Optional[np.ndarray] = None
     intrinsics: Optional[CameraIntrinsics] = None
     object_mask_hint: Optional[np.ndarray] = None
+    object_mask_hints: Optional[tuple[np.ndarray, ...]] = None
 
     def __post_init__(self) -> None:
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3 or self.rgb.dtype != np.uint8:
@@ -91,6 +109,23 @@ class GroundingRequest:
             raise ValueError(f"depth shape {self.depth_m.shape} does not match image {(h, w)}")
         if self.object_mask_hint is not None and self.object_mask_hint.shape != (h, w):
             raise ValueError(f"object mask hint shape {self.object_mask_hint.shape} does not match image {(h, w)}")
+        if self.object_mask_hints is None:
+            if self.object_mask_hint is not None:
+                self.object_mask_hints = (np.asarray(self.object_mask_hint, dtype=bool),)
+            return
+        if isinstance(self.object_mask_hints, np.ndarray):
+            raise ValueError("object_mask_hints is a sequence of HxW masks, one per object; "
+                             "pass a single mask as object_mask_hint")
+        hints = tuple(np.asarray(m, dtype=bool) for m in self.object_mask_hints)
+        for i, mask in enumerate(hints):
+            if mask.shape != (h, w):
+                raise ValueError(f"object mask hint {i} shape {mask.shape} does not match image {(h, w)}")
+        union = np.logical_or.reduce(hints) if hints else np.zeros((h, w), dtype=bool)
+        if self.object_mask_hint is None:
+            self.object_mask_hint = union
+        elif not np.array_equal(np.asarray(self.object_mask_hint, dtype=bool), union):
+            raise ValueError("object_mask_hint must be the union of object_mask_hints when both are given")
+        self.object_mask_hints = hints
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -60,6 +60,16 @@ class TaskSample:
         """One mask per alternative object (score "success" against any of them)."""
         return [np.isin(part_ids_image, np.asarray(a.part_ids, dtype=np.uint16)) for a in self.alternatives]
 
+    def alternative_object_masks(self, object_ids_image: np.ndarray) -> list[np.ndarray]:
+        """One object mask per alternative, in the order of :meth:`alternative_part_masks`.
+
+        The oracle-object protocol hands these to the backend separately: their
+        union would be grounded as one object (two mugs as one two-handled mug).
+        An alternative without an object-level label (id 0) gets an empty mask.
+        """
+        return [object_ids_image == a.object_id if a.object_id > 0 else np.zeros(object_ids_image.shape, bool)
+                for a in self.alternatives]
+
 
 @dataclass
 class BenchmarkSample:
@@ -78,25 +88,66 @@ class BenchmarkSample:
     object_names: list[str]  # index = id, [0] = "background"
     part_names: list[str]  # index = id, "object/part"
     task: TaskSample
+    index: int = 0  # position of the task's TaskGroundTruth among the bag's tasks (0-based)
 
 
 class _Frame:
-    __slots__ = ("color", "labels", "depth", "info")
+    """The messages sharing one header stamp, kept as serialised bytes until a selected task needs them."""
+
+    __slots__ = ("color", "labels", "info")
 
     def __init__(self) -> None:
-        self.color = self.labels = self.depth = self.info = None
+        self.color = self.labels = self.info = None
 
 
-def read_benchmark(bag_path: Path, depth_tolerance_s: float = 0.05, keep_frames: int = 16) -> Iterator[BenchmarkSample]:
-    """Iterate a benchmark bag's samples in bag order (one per TaskGroundTruth)."""
+class _Raw:
+    """A serialised message and its type: deserialised only when a selected task reads it."""
+
+    __slots__ = ("data", "msgtype", "_msg")
+
+    def __init__(self, data: bytes, msgtype: str) -> None:
+        self.data, self.msgtype, self._msg = data, msgtype, None
+
+    def decode(self) -> Any:
+        if self._msg is None:  # several tasks on one frame share the deserialised message
+            self._msg = typestore().deserialize_cdr(self.data, self.msgtype)
+        return self._msg
+
+
+def header_stamp_ns(raw: bytes, msgtype: str) -> int:
+    """The header stamp of a serialised message whose first field is a std_msgs/Header.
+
+    Read straight from the CDR bytes (4-byte encapsulation, then int32 sec and
+    uint32 nanosec), so frames no selected task uses are never deserialised:
+    an image costs a copy of its pixels to deserialise.
+    """
+    kind = bytes(raw[:2])
+    if kind in (b"\x00\x01", b"\x00\x00") and len(raw) >= 12:
+        order = "<" if kind == b"\x00\x01" else ">"
+        sec = int(np.frombuffer(raw, dtype=f"{order}i4", count=1, offset=4)[0])
+        nanosec = int(np.frombuffer(raw, dtype=f"{order}u4", count=1, offset=8)[0])
+        return sec * M.NS + nanosec
+    return M.stamp_to_ns(typestore().deserialize_cdr(raw, msgtype).header.stamp)
+
+
+def read_benchmark(bag_path: Path, depth_tolerance_s: float = 0.05, keep_frames: int = 16,
+                   select: Optional[Callable[[int], bool]] = None) -> Iterator[BenchmarkSample]:
+    """Iterate a benchmark bag's samples in bag order (one per TaskGroundTruth).
+
+    ``select(task_index)`` picks which tasks to return (index = position of the
+    TaskGroundTruth in the bag, kept in ``BenchmarkSample.index``). Tasks not
+    selected are never decoded, so shards of one bag split the decoding
+    instead of each repeating all of it.
+    """
     from rosbags.rosbag2 import Reader
 
     store = typestore()
     frames: OrderedDict[int, _Frame] = OrderedDict()
-    depths: OrderedDict[int, Any] = OrderedDict()
-    latest_info = None
+    depths: OrderedDict[int, _Raw] = OrderedDict()
+    latest_info: Optional[_Raw] = None
     view_counts: dict[str, dict[int, int]] = {}
     tolerance_ns = int(depth_tolerance_s * M.NS)
+    task_index = -1
 
     def frame_at(stamp: int) -> _Frame:
         if stamp not in frames:
@@ -110,21 +161,10 @@ def read_benchmark(bag_path: Path, depth_tolerance_s: float = 0.05, keep_frames:
         wanted = [c for c in reader.connections if c.topic in (COLOR_TOPIC, DEPTH_TOPIC, CAMERA_INFO_TOPIC,
                                                               LABELS_TOPIC, TASK_TOPIC)]
         for connection, _, raw in reader.messages(connections=wanted):
-            msg = store.deserialize_cdr(raw, connection.msgtype)
             topic = connection.topic
-            if topic == CAMERA_INFO_TOPIC:
-                latest_info = msg
-                frame_at(M.stamp_to_ns(msg.header.stamp)).info = msg
-            elif topic == COLOR_TOPIC:
-                frame_at(M.stamp_to_ns(msg.header.stamp)).color = msg
-            elif topic == DEPTH_TOPIC:
-                stamp = M.stamp_to_ns(msg.header.stamp)
-                depths[stamp] = msg
-                while len(depths) > keep_frames:
-                    depths.popitem(last=False)
-            elif topic == LABELS_TOPIC:
-                frame_at(M.stamp_to_ns(msg.header.stamp)).labels = msg
-            elif topic == TASK_TOPIC:
+            if topic == TASK_TOPIC:
+                msg = store.deserialize_cdr(raw, connection.msgtype)
+                task_index += 1
                 stamp = M.stamp_to_ns(msg.header.stamp)
                 frame = frames.get(stamp)
                 if frame is None or frame.color is None or frame.labels is None:
@@ -132,9 +172,27 @@ def read_benchmark(bag_path: Path, depth_tolerance_s: float = 0.05, keep_frames:
                                      "SceneLabels with the same stamp")
                 scene_views = view_counts.setdefault(msg.scene, {})
                 view_index = scene_views.setdefault(stamp, len(scene_views))
+                if select is not None and not select(task_index):
+                    continue
                 depth = _nearest(depths, stamp, tolerance_ns)
                 info = frame.info if frame.info is not None else latest_info
-                yield _sample(msg, frame, depth, info, stamp, view_index)
+                yield _sample(msg, frame.color.decode(), frame.labels.decode(),
+                              None if depth is None else depth.decode(), None if info is None else info.decode(),
+                              stamp, view_index, task_index)
+                continue
+            item = _Raw(raw, connection.msgtype)
+            stamp = header_stamp_ns(raw, connection.msgtype)
+            if topic == CAMERA_INFO_TOPIC:
+                latest_info = item
+                frame_at(stamp).info = item
+            elif topic == COLOR_TOPIC:
+                frame_at(stamp).color = item
+            elif topic == DEPTH_TOPIC:
+                depths[stamp] = item
+                while len(depths) > keep_frames:
+                    depths.popitem(last=False)
+            elif topic == LABELS_TOPIC:
+                frame_at(stamp).labels = item
 
 
 def _nearest(depths: OrderedDict, stamp: int, tolerance_ns: int) -> Any:
@@ -146,15 +204,16 @@ def _nearest(depths: OrderedDict, stamp: int, tolerance_ns: int) -> Any:
     return None
 
 
-def _sample(task: Any, frame: _Frame, depth_msg: Any, info_msg: Any, stamp: int, view_index: int) -> BenchmarkSample:
-    rgb = M.decode_color(frame.color)
+def _sample(task: Any, color_msg: Any, labels_msg: Any, depth_msg: Any, info_msg: Any, stamp: int,
+            view_index: int, index: int) -> BenchmarkSample:
+    rgb = M.decode_color(color_msg)
     h, w = rgb.shape[:2]
-    object_ids = M.decode_labels(frame.labels.object_ids)
-    part_ids = M.decode_labels(frame.labels.part_ids)
+    object_ids = M.decode_labels(labels_msg.object_ids)
+    part_ids = M.decode_labels(labels_msg.part_ids)
     if object_ids.shape != (h, w) or part_ids.shape != (h, w):
         raise ValueError(f"task {task.task_id!r}: label images do not match the {w}x{h} colour image")
-    object_names = list(frame.labels.object_names)
-    part_names = list(frame.labels.part_names)
+    object_names = list(labels_msg.object_names)
+    part_names = list(labels_msg.part_names)
     depth = M.decode_depth_m(depth_msg) if depth_msg is not None else None
     if depth is not None and depth.shape != (h, w):
         raise ValueError(f"task {task.task_id!r}: depth is not aligned to the colour image")
@@ -175,8 +234,9 @@ def _sample(task: Any, frame: _Frame, depth_msg: Any, info_msg: Any, stamp: int,
     )
     return BenchmarkSample(
         scene=task.scene, view=f"{task.scene}/view{view_index}", view_index=view_index, stamp=stamp,
-        frame_id=frame.color.header.frame_id, rgb=rgb, depth_m=depth, intrinsics=intrinsics,
+        frame_id=color_msg.header.frame_id, rgb=rgb, depth_m=depth, intrinsics=intrinsics,
         object_ids=object_ids, part_ids=part_ids, object_names=object_names, part_names=part_names, task=sample_task,
+        index=index,
     )
 
 
@@ -196,6 +256,18 @@ def _alternatives(task: Any, object_names: list[str], part_names: list[str],
     if rest:  # part names that do not follow "object/part": keep them as one more alternative
         out.append(TargetAlternative(task.target_object, int(task.target_object_id), rest))
     return out
+
+
+def count_tasks(bag_path: Path) -> int:
+    """How many tasks (TaskGroundTruth messages) a bag holds, from its metadata: nothing is decoded.
+
+    Progress bars and shard planning use it to know the total up front.
+    """
+    from rosbags.rosbag2 import Reader
+
+    bag_path = Path(bag_path)
+    with Reader(bag_path.parent if bag_path.is_file() else bag_path) as reader:
+        return sum(c.msgcount for c in reader.connections if c.topic == TASK_TOPIC)
 
 
 def bag_paths(folder: Path) -> list[Path]:

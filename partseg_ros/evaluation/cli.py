@@ -169,10 +169,23 @@ def run_evaluation(args: argparse.Namespace) -> tuple[list[TaskRecord], dict[str
     return records, meta
 
 
+def summary_line(protocol: str, overall: dict[str, Any]) -> str:
+    """One protocol's headline figures; undefined ones (no targeted or no no-target task) read "n/a"."""
+    from partseg_ros.evaluation.report import format_with_unit as fmt
+
+    return (
+        f"{protocol}: {overall['num_tasks']} tasks, part-selection success: "
+        f"mask {fmt(overall['part_selection_mask'], 'pct')}, "
+        f"grasp point {fmt(overall['part_selection_grasp_point'], 'pct')}; gIoU {fmt(overall['giou'], 'pct')}, "
+        f"no-target acc. {fmt(overall['no_target_accuracy'], 'pct')}; "
+        f"latency p50 {fmt(overall['latency_p50_ms'], 'ms')}"
+    )
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from partseg_ros.evaluation.aggregate import build_summary
-    from partseg_ros.evaluation.report import format_value, write_report
+    from partseg_ros.evaluation.report import write_report
 
     try:
         records, meta = run_evaluation(args)
@@ -184,14 +197,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     summary = build_summary(records)
     paths = write_report(records, args.out, meta, summary)
     for protocol, block in summary.items():
-        o = block["overall"]
-        pct = {k: format_value(o[k], "pct") for k in ("part_selection_mask", "part_selection_grasp_point", "giou")}
-        print(
-            f"{protocol}: {o['num_tasks']} tasks, part-selection success: mask {pct['part_selection_mask']}%, "
-            f"grasp point {pct['part_selection_grasp_point']}%; gIoU {pct['giou']}%, "
-            f"no-target acc. {format_value(o['no_target_accuracy'], 'pct')}%; "
-            f"latency p50 {format_value(o['latency_p50_ms'], 'ms')} ms"
-        )
+        print(summary_line(protocol, block["overall"]))
     print(f"report: {paths['html']} (also {paths['markdown'].name}, {paths['json'].name})")
     return 0
 

@@ -28,7 +28,7 @@ from partseg_ros.evaluation.node_params import DEFAULT_PARAMS_FILE
 from partseg_ros.evaluation.records import PATH_LIVE, PROTOCOL_FULL, TaskRecord, sort_records
 from partseg_ros.evaluation.runner import EvaluationSettings
 from partseg_ros.evaluation.scoring import score_task
-from partseg_ros.evaluation.tasks import EvalTask, iter_tasks
+from partseg_ros.evaluation.tasks import EvalTask, bag_labels, iter_tasks
 from partseg_ros.ros.dds_env import config_dir, loopback_environment
 
 if TYPE_CHECKING:  # evaluation_client imports rclpy: only the live path loads it
@@ -191,11 +191,15 @@ def evaluate_live(
     """Score every task of every bag through a freshly started node."""
     from tqdm import tqdm
 
+    from partseg_ros.bags.reader import count_tasks
+
     records: list[TaskRecord] = []
+    labels = bag_labels(bags)
+    total = sum(count_tasks(bag) for bag in bags)
     with LiveSession(settings, live) as session:
-        with tqdm(desc=f"evaluating {settings.backend} live", unit="task", disable=not progress) as bar:
+        with tqdm(total=total, desc=f"evaluating {settings.backend} live", unit="task", disable=not progress) as bar:
             for bag in bags:
-                for task in iter_tasks(bag):
+                for task in iter_tasks(bag, label=labels[bag]):
                     records.append(session.evaluate(task))
                     bar.update(1)
     return sort_records(records)

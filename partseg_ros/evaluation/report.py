@@ -75,6 +75,29 @@ def format_value(value: Any, kind: str) -> str:
     return str(value)
 
 
+def format_with_unit(value: Any, kind: str) -> str:
+    """:func:`format_value` followed by its unit ("%" or " ms"), or a bare "n/a" when undefined (never "n/a%")."""
+    text = format_value(value, kind)
+    if text == "n/a":
+        return text
+    return text + {"pct": "%", "ms": " ms"}.get(kind, "")
+
+
+def grasp_verdict(record: TaskRecord) -> str:
+    """The grasp-point criterion's outcome in words: OK, or miss with the reason.
+
+    ``grasp_status`` says whether a grasp region could be made; when one was
+    made ("ok") and still missed, the reason is where it went, not "ok".
+    """
+    if record.grasp_point_success:
+        return "OK"
+    if record.grasp_status != "ok":
+        return f"miss ({record.grasp_status})"
+    if not record.has_target:
+        return "miss (a grasp region was offered for a task with no target)"
+    return "miss (centroid off the target part)"
+
+
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
 
@@ -265,7 +288,7 @@ def _caption(record: TaskRecord) -> str:
     if record.has_target and not record.target_visible:
         target += " (hidden in this view: not scored)"
     verdict = "OK" if record.mask_success else "miss"
-    grasp = "OK" if record.grasp_point_success else f"miss ({record.grasp_status})"
+    grasp = grasp_verdict(record)
     return (
         f'{record.scene} / view {record.view} / {record.task_id} [{record.protocol}]: "{record.instruction}" '
         f"target {target}, predicted {predicted}, IoU {100 * record.iou:.1f}%, mask {verdict}, grasp point {grasp}, "

@@ -20,7 +20,7 @@ from partseg_ros.backends.base import PartGroundingBackend
 from partseg_ros.backends.registry import create_backend
 from partseg_ros.evaluation.records import PATH_INPROCESS, PROTOCOLS, TaskRecord, sort_records
 from partseg_ros.evaluation.scoring import Prediction, score_task
-from partseg_ros.evaluation.tasks import EvalTask, iter_tasks
+from partseg_ros.evaluation.tasks import EvalTask, bag_labels, iter_tasks
 from partseg_ros.types import CameraIntrinsics, GroundingResult
 
 
@@ -138,11 +138,15 @@ def evaluate_inprocess(bags: list[Path], settings: EvaluationSettings, progress:
     """Evaluate every task of every bag in this process, in a deterministic order."""
     from tqdm import tqdm
 
+    from partseg_ros.bags.reader import count_tasks
+
     evaluator = TaskEvaluator(settings)
+    labels = bag_labels(bags)
     records: list[TaskRecord] = []
-    with tqdm(desc=f"evaluating {settings.backend}", unit="task", disable=not progress) as bar:
+    total = sum(count_tasks(bag) for bag in bags)
+    with tqdm(total=total, desc=f"evaluating {settings.backend}", unit="task", disable=not progress) as bar:
         for bag in bags:
-            for task in iter_tasks(bag):
+            for task in iter_tasks(bag, label=labels[bag]):
                 records.extend(evaluator.evaluate(task))
                 bar.update(1)
     return sort_records(records)

@@ -1,6 +1,8 @@
 """Spread an evaluation over local worker processes or a Ray cluster.
 
-The unit of work is a :class:`Shard`: every ``stride``-th task of one bag.
+The unit of work is a :class:`Shard`: every ``stride``-th task of one bag,
+selected before decoding, so N shards of a bag share its decoding instead of
+each decoding all of it.
 Both engines run the same :func:`run_shard` in workers that load the backend
 once, and return per-task records; the caller sorts and aggregates them once,
 so there is no second code path for the metrics.
@@ -16,7 +18,7 @@ from typing import Any, Iterator, Optional
 
 from partseg_ros.evaluation.records import TaskRecord, sort_records
 from partseg_ros.evaluation.runner import EvaluationSettings, TaskEvaluator
-from partseg_ros.evaluation.tasks import iter_tasks
+from partseg_ros.evaluation.tasks import bag_labels, iter_tasks
 
 # More shards than workers keeps workers busy when shards take unequal time
 # and gives the progress bar something to count.
@@ -25,23 +27,45 @@ SHARDS_PER_WORKER = 4
 
 @dataclass(frozen=True)
 class Shard:
+    """Every ``stride``-th task of one bag from ``offset`` on; ``label`` names the bag in the records."""
+
     bag: str
     stride: int
     offset: int
+    label: str = ""
+    num_tasks: int = 0  # how many tasks the shard holds (for the progress bar)
 
 
-def make_shards(bags: list[Path], num_workers: int) -> list[Shard]:
-    """Shards covering every task of every bag exactly once."""
+def make_shards(bags: list[Path], num_workers: int, task_counts: Optional[dict[Path, int]] = None) -> list[Shard]:
+    """Shards covering every task of every bag exactly once, each bag under its unique label.
+
+    With ``task_counts`` (tasks per bag) no shard is empty and each knows its size.
+    """
     stride = max(1, num_workers * SHARDS_PER_WORKER)
-    return [Shard(str(bag), stride, offset) for bag in bags for offset in range(stride)]
+    labels = bag_labels([Path(b) for b in bags])
+    shards = []
+    for bag in bags:
+        count = None if task_counts is None else task_counts[bag]
+        for offset in range(stride if count is None else min(stride, count)):
+            size = 0 if count is None else len(range(offset, count, stride))
+            shards.append(Shard(str(bag), stride, offset, labels[Path(bag)], size))
+    return shards
 
 
 def run_shard(evaluator: TaskEvaluator, shard: Shard) -> list[TaskRecord]:
-    """Every task of one shard, scored by an already loaded evaluator."""
+    """Every task of one shard, scored by an already loaded evaluator (other tasks are not decoded)."""
     records: list[TaskRecord] = []
-    for task in iter_tasks(Path(shard.bag), stride=shard.stride, offset=shard.offset):
+    for task in iter_tasks(Path(shard.bag), stride=shard.stride, offset=shard.offset, label=shard.label or None):
         records.extend(evaluator.evaluate(task))
     return records
+
+
+def plan_shards(bags: list[Path], num_workers: int) -> tuple[list[Shard], int]:
+    """(shards, total number of tasks), counted from the bags' metadata."""
+    from partseg_ros.bags.reader import count_tasks
+
+    counts = {bag: count_tasks(bag) for bag in bags}
+    return make_shards(bags, num_workers, counts), sum(counts.values())
 
 
 # -- local processes --------------------------------------------------------
@@ -58,9 +82,9 @@ def _init_worker(settings: EvaluationSettings, threads: int) -> None:
     _WORKER_EVALUATOR = TaskEvaluator(settings)
 
 
-def _run_shard_in_worker(shard: Shard) -> list[TaskRecord]:
+def _run_shard_in_worker(shard: Shard) -> tuple[Shard, list[TaskRecord]]:
     assert _WORKER_EVALUATOR is not None, "worker was not initialised"
-    return run_shard(_WORKER_EVALUATOR, shard)
+    return shard, run_shard(_WORKER_EVALUATOR, shard)
 
 
 def evaluate_local(
@@ -71,21 +95,21 @@ def evaluate_local(
 
     if num_workers < 1:
         raise ValueError("num_workers must be at least 1")
-    shards = make_shards(bags, num_workers)
+    shards, total = plan_shards(bags, num_workers)
     records: list[TaskRecord] = []
     # spawn, not fork: backends hold torch threads and file handles that do not survive a fork.
     context = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // num_workers)
     with context.Pool(num_workers, initializer=_init_worker, initargs=(settings, threads)) as pool:
         with tqdm(
-            total=len(shards),
+            total=total,
             desc=f"evaluating {settings.backend} ({num_workers} workers)",
-            unit="shard",
+            unit="task",
             disable=not progress,
         ) as bar:
-            for shard_records in pool.imap_unordered(_run_shard_in_worker, shards):
+            for shard, shard_records in pool.imap_unordered(_run_shard_in_worker, shards):
                 records.extend(shard_records)
-                bar.update(1)
+                bar.update(shard.num_tasks)
     return sort_records(records)
 
 
@@ -117,12 +141,12 @@ class _ShardWorker:
         return run_shard(self.evaluator, shard)
 
 
-def _ray_results(ray: Any, actors: list[Any], shards: list[Shard]) -> Iterator[list[TaskRecord]]:
-    """Round-robin shards over actors and yield results as they complete."""
-    pending = [actors[i % len(actors)].run.remote(shard) for i, shard in enumerate(shards)]
+def _ray_results(ray: Any, actors: list[Any], shards: list[Shard]) -> Iterator[tuple[Shard, list[TaskRecord]]]:
+    """Round-robin shards over actors and yield (shard, records) as they complete."""
+    pending = {actors[i % len(actors)].run.remote(shard): shard for i, shard in enumerate(shards)}
     while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        yield ray.get(done[0])
+        done, _ = ray.wait(list(pending), num_returns=1)
+        yield pending.pop(done[0]), ray.get(done[0])
 
 
 def evaluate_ray(
@@ -139,14 +163,12 @@ def evaluate_ray(
         ray.init(address=address)
     actor_class = ray.remote(_ShardWorker)
     actors = [actor_class.remote(settings) for _ in range(max(1, num_workers))]
-    shards = make_shards(bags, max(1, num_workers))
+    shards, total = plan_shards(bags, max(1, num_workers))
     records: list[TaskRecord] = []
-    with tqdm(
-        total=len(shards), desc=f"evaluating {settings.backend} on Ray", unit="shard", disable=not progress
-    ) as bar:
-        for shard_records in _ray_results(ray, actors, shards):
+    with tqdm(total=total, desc=f"evaluating {settings.backend} on Ray", unit="task", disable=not progress) as bar:
+        for shard, shard_records in _ray_results(ray, actors, shards):
             records.extend(shard_records)
-            bar.update(1)
+            bar.update(shard.num_tasks)
     for actor in actors:
         ray.kill(actor)
     return sort_records(records)

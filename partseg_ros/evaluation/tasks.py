@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -41,6 +41,9 @@ class EvalTask:
     # When several objects answer the task ("pick up the mug" with two mugs),
     # one part mask per acceptable object; the prediction is scored against the best.
     alternative_part_masks: tuple[np.ndarray, ...] = ()
+    # One object mask per acceptable object, in the order of alternative_part_masks: the
+    # oracle-object protocol gives them to the backend as separate hints.
+    alternative_object_masks: tuple[np.ndarray, ...] = ()
     # False when the bag has no object-level labels (converted 2D datasets):
     # there is no oracle object to give, so the oracle_object protocol skips the task.
     object_mask_known: bool = True
@@ -48,6 +51,8 @@ class EvalTask:
     def __post_init__(self) -> None:
         if not self.alternative_part_masks:
             self.alternative_part_masks = (self.target_part_mask,)
+        if not self.alternative_object_masks:
+            self.alternative_object_masks = (self.target_object_mask,)
 
     def supports(self, protocol: str) -> bool:
         """Whether the task can be asked under ``protocol`` (oracle_object needs object labels)."""
@@ -57,15 +62,18 @@ class EvalTask:
         """The backend's input under a protocol.
 
         ``full``: image, depth and instruction only. ``oracle_object``: the
-        target object's mask is added as ``object_mask_hint`` (ShapeGrasp's
-        oracle-object setting), so only the part choice is tested. When several
-        objects answer the task the hint covers all of them (any is right). A
-        no-target task has no object to give, so its hint is an empty mask.
+        target object's mask is added (ShapeGrasp's oracle-object setting), so
+        only the part choice is tested. When several objects answer the task
+        ("pick up the mug" with two mugs), each is given as its own mask in
+        ``object_mask_hints`` and the answer is scored against the best of them;
+        given as one union mask, a backend would ground them as one object.
+        Objects with no visible pixel are left out (they cannot be the one
+        meant), so a no-target task gets an empty tuple: oracle, nothing to give.
         """
         if protocol == PROTOCOL_FULL:
-            hint = None
+            hints = None
         elif protocol == PROTOCOL_ORACLE_OBJECT:
-            hint = self.target_object_mask.copy()
+            hints = tuple(m.copy() for m in self.alternative_object_masks if m.any()) if self.has_target else ()
         else:
             raise ValueError(f"unknown protocol {protocol!r}")
         return GroundingRequest(
@@ -73,7 +81,7 @@ class EvalTask:
             instruction=self.instruction,
             depth_m=self.depth_m,
             intrinsics=self.intrinsics,
-            object_mask_hint=hint,
+            object_mask_hints=hints,
         )
 
 
@@ -86,6 +94,7 @@ def task_from_sample(sample: Any, bag: str, sample_index: int) -> EvalTask:
     if part_mask.shape != (h, w) or object_mask.shape != (h, w):
         raise ValueError(f"{bag}#{sample_index}: ground-truth masks do not match the {w}x{h} image")
     alternatives = tuple(task.alternative_part_masks(sample.part_ids)) if task.has_target else ()
+    object_alternatives = tuple(task.alternative_object_masks(sample.object_ids)) if task.has_target else ()
     return EvalTask(
         bag=bag,
         sample_index=sample_index,
@@ -103,20 +112,55 @@ def task_from_sample(sample: Any, bag: str, sample_index: int) -> EvalTask:
         target_object_mask=object_mask,
         stamp_ns=int(sample.stamp),
         alternative_part_masks=alternatives,
+        alternative_object_masks=object_alternatives,
         object_mask_known=bool(task.object_labels_known),
     )
 
 
 def bag_label(bag_path: Path) -> str:
-    """The name a bag goes by in records and reports (its folder or file name)."""
+    """The name a lone bag goes by in records and reports (its folder or file name)."""
     return Path(bag_path).name
 
 
-def iter_tasks(bag_path: Path, stride: int = 1, offset: int = 0) -> Iterator[EvalTask]:
-    """Tasks of one bag in bag order; with ``stride``/``offset`` only every stride-th one (for shards)."""
+def bag_labels(bags: Sequence[Path]) -> dict[Path, str]:
+    """A unique name per bag for records and reports: the folder name, with parent folders where names collide.
+
+    Two study runs both holding a ``martinis`` bag must not share one row in
+    the report or collide on (bag, sample_index): they become
+    ``run_a/martinis`` and ``run_b/martinis``, while bags with unique names
+    keep their plain name.
+    """
+    paths = [Path(b).resolve() for b in bags]
+    if len(set(paths)) != len(paths):
+        raise ValueError("the same bag is listed twice")
+    depth = {p: 1 for p in paths}
+    while True:
+        labels = {p: "/".join(p.parts[-depth[p]:]) for p in paths}
+        clashes: dict[str, list[Path]] = {}
+        for p, label in labels.items():
+            clashes.setdefault(label, []).append(p)
+        grown = False
+        for group in clashes.values():
+            if len(group) > 1:
+                for p in group:
+                    if depth[p] < len(p.parts):
+                        depth[p] += 1
+                        grown = True
+        if not grown:
+            return {Path(b): labels[Path(b).resolve()] for b in bags}
+
+
+def iter_tasks(bag_path: Path, stride: int = 1, offset: int = 0, label: Optional[str] = None) -> Iterator[EvalTask]:
+    """Tasks of one bag in bag order; with ``stride``/``offset`` only every stride-th one (for shards).
+
+    The selection happens before decoding (the reader skips the other tasks'
+    images). ``label`` is the bag's name in the records (see :func:`bag_labels`;
+    default: its folder name).
+    """
     from partseg_ros.bags.reader import read_benchmark
 
-    label = bag_label(bag_path)
-    for index, sample in enumerate(read_benchmark(Path(bag_path))):
-        if index % stride == offset:
-            yield task_from_sample(sample, label, index)
+    if stride < 1 or not 0 <= offset < stride:
+        raise ValueError(f"need stride >= 1 and 0 <= offset < stride, got stride {stride}, offset {offset}")
+    label = label if label is not None else bag_label(bag_path)
+    for sample in read_benchmark(Path(bag_path), select=lambda index: index % stride == offset):
+        yield task_from_sample(sample, label, sample.index)
