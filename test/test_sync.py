@@ -139,3 +139,26 @@ def test_bad_construction_is_refused():
         ApproximateTimeSync(["a"], slop_ns=-1)
     with pytest.raises(ValueError):
         ApproximateTimeSync(["a"], slop_ns=1, queue_size=0)
+
+
+def test_a_jump_back_beyond_the_threshold_starts_a_new_time_line():
+    """A bag replayed again (or looped) pairs again; jitter stays refused (issue 15, item 3)."""
+    out = []
+    sync = ApproximateTimeSync(["color", "info"], slop_ns=10 * MS, on_match=out.append,
+                               reset_jump_back_ns=1_000 * MS)
+    for pass_ in range(2):
+        for t in (0, 2_000, 4_000):
+            assert sync.add("info", 10_000 * MS + t * MS, ("info", pass_, t)) is None
+            assert sync.add("color", 10_000 * MS + t * MS, ("color", pass_, t)) is None
+    assert [m.messages[0] for m in out] == [("color", p, t) for p in (0, 1) for t in (0, 2_000, 4_000)]
+    assert sync.resets == 1 and sync.last_jump_back_ns == 4_000 * MS
+    # Jitter within the threshold is still refused, and does not reset.
+    assert sync.add("color", 10_000 * MS + 3_500 * MS, "late") == OUT_OF_ORDER
+    assert sync.resets == 1
+
+
+def test_discard_removes_a_queued_message():
+    sync, out = make()
+    sync.add("color", 100 * MS, "a")
+    assert sync.discard("color", 100 * MS) and sync.pending("color") == 0
+    assert not sync.discard("color", 100 * MS)

@@ -6,9 +6,13 @@ and loads the backend and warms it up; ``activate`` starts processing;
 ``autostart`` it walks to active on its own (what bringup uses).
 
 Threading: camera and instruction callbacks share one mutually exclusive
-group and only decode, check and pair messages; the model runs on a worker
-thread that takes the latest paired frame (older unprocessed frames are
-dropped and counted, never queued), so callbacks never wait for the model.
+group and only peek at, check and pair messages: camera images arrive
+serialized and are decoded only when the worker takes them. The model runs on
+a worker thread that takes the latest paired frame (older unprocessed frames
+are dropped and counted, never queued), so callbacks never wait for the model.
+A new instruction is answered on the latest frame when that frame arrived
+recently enough (a paused, throttled or replayed camera sends no new one);
+every result's header is the stamp and frame_id of the frame it answers.
 The service runs in its own group and shares the backend under a lock.
 """
 
@@ -18,6 +22,7 @@ import importlib
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -25,10 +30,11 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
+from rclpy.event_handler import QoSMessageLostInfo, QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
@@ -42,6 +48,7 @@ from partseg_ros.ros import messages
 from partseg_ros.ros.conversions import array_to_image, mask_to_image
 from partseg_ros.ros.overlay import debug_overlay
 from partseg_ros.ros.params import NodeConfig, declare_parameters, read_config
+from partseg_ros.ros.raw import CdrError, peek_image
 from partseg_ros.ros.stats import NodeStats, elapsed_ms, limited_log
 from partseg_ros.ros.sync import QUEUE_OVERFLOW, UNMATCHED, ApproximateTimeSync, SyncedSet, stamp_to_ns
 from partseg_ros.ros.validation import (
@@ -49,6 +56,7 @@ from partseg_ros.ros.validation import (
     INSTRUCTION_EMPTY,
     DecodedFrame,
     Rejection,
+    check_image_size,
     check_instruction,
     decode_frame,
 )
@@ -59,17 +67,35 @@ INTERNAL_ERROR = "internal_error"  # an unexpected exception in a callback (a bu
 PROCESSING_ERROR = "processing_error"  # the backend or geometry failed on a frame
 STALE_FRAME = "stale_frame"
 NO_INSTRUCTION = "no_instruction"
+DESERIALIZATION_FAILED = "deserialization_failed"  # a raw camera message whose CDR is broken
+INSTRUCTION_OVERFLOW = "instruction_overflow"  # more instructions waiting on an earlier frame than the queue holds
+SYNC_RESET = "sync_reset"  # stamps jumped back beyond sync.reset_jump_back_s
 EXECUTOR_ERROR = "executor_error"  # an exception escaped rclpy's executor; spin_node survived it
 
 
 @dataclass
-class PendingFrame:
-    """A validated, paired frame waiting for the worker."""
+class RawFrame:
+    """A paired frame as it arrived: serialized colour and depth, decoded only if the worker takes it."""
 
-    decoded: DecodedFrame
-    header: Header
+    color: bytes
+    depth: Optional[bytes]
+    camera_info: CameraInfo
+    header: Header  # of the colour image: the frame every result names
+    arrival_ns: int  # node clock when the set was complete
+    callback_ms: float  # peek + checks + pairing, for the overhead figure
+
+
+@dataclass
+class PendingFrame:
+    """A paired frame and the instruction to answer on it, waiting for the worker."""
+
+    frame: RawFrame
     instruction: str
-    callback_ms: float  # decode + checks + pairing, for the overhead figure
+    origin_ns: int  # latency is measured from here: the frame's stamp, or the instruction's arrival
+
+    @property
+    def header(self) -> Header:
+        return self.frame.header
 
 
 @dataclass
@@ -109,7 +135,10 @@ class PartSegNode(LifecycleNode):
         self._instruction_lock = threading.Lock()
         self._last_info_arrival_ns: Optional[int] = None
         self._sync: Optional[ApproximateTimeSync] = None
-        self._pending: Optional[PendingFrame] = None
+        self._pending: Optional[PendingFrame] = None  # the latest camera frame (latest-frame policy)
+        self._requests: deque[PendingFrame] = deque(maxlen=8)  # instructions answered on an earlier frame
+        self._latest: Optional[RawFrame] = None  # the newest paired frame, for instructions without a new one
+        self._watched: deque[tuple[int, int]] = deque(maxlen=64)  # (stamp, arrival) of colour awaiting camera_info
         self._wakeup = threading.Condition()
         self._worker: Optional[threading.Thread] = None
         self._stop_worker = False
@@ -133,6 +162,8 @@ class PartSegNode(LifecycleNode):
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         period = float(self.get_parameter("diagnostics.period_s").value)
         self._diagnostics_timer = self.create_timer(period, self._publish_diagnostics, self._timer_group)
+        # In the input group: it touches the synchroniser, which the camera callbacks own.
+        self._camera_info_timer = self.create_timer(0.05, self._check_camera_info, self._input_group)
 
     @property
     def autostart(self) -> bool:
@@ -160,8 +191,10 @@ class PartSegNode(LifecycleNode):
             self._create_interfaces(config)
             self._sync = ApproximateTimeSync(
                 self._streams(config), config.slop_ns, config.sync_queue_size, config.future_tolerance_ns,
-                on_match=self._on_synced,
+                on_match=self._on_synced, reset_jump_back_ns=config.reset_jump_back_ns,
             )
+            with self._wakeup:
+                self._requests = deque(maxlen=config.instruction_queue_size)
             self._start_worker()
         except Exception as exc:  # noqa: BLE001 - any failure leaves the node unconfigured, with the reason
             self.get_logger().error(f"configure failed: {type(exc).__name__}: {exc}")
@@ -183,6 +216,8 @@ class PartSegNode(LifecycleNode):
         self._active = False
         with self._wakeup:
             self._pending = None
+            self._requests.clear()
+        self._latest = None
         self.get_logger().info("inactive: frames are ignored")
         return super().on_deactivate(state)
 
@@ -211,6 +246,8 @@ class PartSegNode(LifecycleNode):
             self._instruction = ""
         self._last_info_arrival_ns = None
         self._sync = None
+        self._latest = None
+        self._watched.clear()
         self._tf_listener = self._tf_buffer = None
         self.backend = None
         self._grasp = None
@@ -241,8 +278,12 @@ class PartSegNode(LifecycleNode):
         self._tf_buffer = tf2_ros.Buffer()
         self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
 
-    def _incompatible_qos_logger(self, topic: str, parameter_hint: str) -> SubscriptionEventCallbacks:
-        """A publisher whose QoS cannot match ours is silent otherwise: say so, and what to change."""
+    def _event_callbacks(self, topic: str, parameter_hint: str, stream: Optional[str]) -> SubscriptionEventCallbacks:
+        """A publisher whose QoS cannot match ours is silent otherwise: say so, and what to change.
+
+        Camera streams also count the messages DDS reports lost (``dropped.lost.<stream>``)
+        where the middleware supports the event.
+        """
 
         def log(info: QoSRequestedIncompatibleQoSInfo) -> None:
             self.get_logger().error(
@@ -251,7 +292,10 @@ class PartSegNode(LifecycleNode):
                 f"set {parameter_hint} to match the publisher"
             )
 
-        return SubscriptionEventCallbacks(incompatible_qos=log)
+        def lost(info: QoSMessageLostInfo) -> None:
+            self.stats.drop(f"lost.{stream}", int(info.total_count_change))
+
+        return SubscriptionEventCallbacks(incompatible_qos=log, message_lost=lost if stream else None)
 
     @staticmethod
     def _interfaces_key(config: NodeConfig) -> tuple:
@@ -282,23 +326,26 @@ class PartSegNode(LifecycleNode):
                     callback(msg)
             return guarded
 
-        def sub(msg_type, topic, callback, qos, callback_group, hint="qos.sensor_reliability"):
+        def sub(msg_type, topic, callback, qos, callback_group, hint="qos.sensor_reliability", stream=None):
+            # Camera streams arrive serialized (raw): decoded only when the worker takes the frame.
             return self.create_subscription(
                 msg_type, topic, current(callback), qos, callback_group=callback_group,
-                event_callbacks=self._incompatible_qos_logger(topic, hint),
+                event_callbacks=self._event_callbacks(topic, hint, stream), raw=stream is not None,
             )
 
         self._input_subscriptions += [
-            sub(Image, config.color_topic, self._on_color, config.sensor_qos, callback_group=self._input_group),
+            sub(Image, config.color_topic, self._on_color, config.sensor_qos, callback_group=self._input_group,
+                stream="color"),
             sub(CameraInfo, config.camera_info_topic, self._on_camera_info, config.sensor_qos,
-                callback_group=self._input_group),
+                callback_group=self._input_group, stream="camera_info"),
             sub(String, config.instruction_topic, self._on_instruction, config.instruction_qos,
                 callback_group=self._input_group,
                 hint="qos.instruction_reliability / qos.instruction_durability"),
         ]
         if config.depth_topic:
             self._input_subscriptions.append(
-                sub(Image, config.depth_topic, self._on_depth, config.sensor_qos, callback_group=self._input_group)
+                sub(Image, config.depth_topic, self._on_depth, config.sensor_qos, callback_group=self._input_group,
+                    stream="depth")
             )
         reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         outputs = {
@@ -319,18 +366,43 @@ class PartSegNode(LifecycleNode):
         self._interfaces_key_current = key
 
     # ---- input callbacks: never block, never raise ------------------------------------------------
-    def _on_color(self, msg: Image) -> None:
-        # Stamp to arrival: the DDS transport latency when the camera stamps at capture.
-        transport_ms = (self.get_clock().now().nanoseconds - stamp_to_ns(msg.header.stamp)) / 1e6
-        self.stats.frame_received(transport_ms)
-        self._guarded(self._on_camera_message, "color", msg)
+    def _on_color(self, raw: bytes) -> None:
+        self._guarded(self._on_image, "color", raw)
 
-    def _on_depth(self, msg: Image) -> None:
-        self._guarded(self._on_camera_message, "depth", msg)
+    def _on_depth(self, raw: bytes) -> None:
+        self._guarded(self._on_image, "depth", raw)
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
+    def _on_camera_info(self, raw: bytes) -> None:
+        self._guarded(self._on_info, raw)
+
+    def _on_image(self, stream: str, raw: bytes) -> None:
+        """Peek at a serialized image (stamp, sizes) and pair it; the pixels stay untouched."""
+        started = time.perf_counter()
+        try:
+            peek = peek_image(raw)
+        except CdrError as exc:
+            raise Rejection(DESERIALIZATION_FAILED, f"{stream}: {exc}") from None
+        if stream == "color":
+            # Stamp to arrival: the DDS transport latency when the camera stamps at capture.
+            transport_ms = (self.get_clock().now().nanoseconds - peek.stamp_ns) / 1e6
+            self.stats.frame_received(transport_ms)
+        config = self.config
+        if not self._active or config is None:
+            return
+        check_image_size(f"{stream} image", peek.height, peek.width, peek.encoding, peek.step, peek.data_len,
+                         config.limits)
+        header = Header(frame_id=peek.frame_id)
+        header.stamp.sec, header.stamp.nanosec = divmod(peek.stamp_ns, 1_000_000_000)
+        self._on_camera_message(stream, peek.stamp_ns, (raw, header), started)
+
+    def _on_info(self, raw: bytes) -> None:
+        started = time.perf_counter()
         self._last_info_arrival_ns = self.get_clock().now().nanoseconds
-        self._guarded(self._on_camera_message, "camera_info", msg)
+        try:
+            msg = deserialize_message(raw, CameraInfo)
+        except Exception as exc:  # noqa: BLE001 - rclpy raises several types for bad CDR
+            raise Rejection(DESERIALIZATION_FAILED, f"camera_info: {type(exc).__name__}: {exc}") from None
+        self._on_camera_message("camera_info", stamp_to_ns(msg.header.stamp), msg, started)
 
     def _on_instruction(self, msg: String) -> None:
         self._guarded(self._set_instruction, msg.data)
@@ -357,6 +429,7 @@ class PartSegNode(LifecycleNode):
                     self._instruction = ""
                 with self._wakeup:
                     self._pending = None
+                    self._requests.clear()
                 self.stats.reject(INSTRUCTION_EMPTY)
                 self.get_logger().info("empty instruction: cleared, no frames are processed until a new one")
                 return
@@ -366,55 +439,93 @@ class PartSegNode(LifecycleNode):
             self._instruction = cleaned
         if changed:
             self.get_logger().info(f"instruction: {cleaned!r}")
+        if not self._active:
+            return
+        # Every instruction gets an answer: on the latest frame if it is fresh enough
+        # (a paused, throttled or replayed camera), otherwise on the next frame.
+        latest, config = self._latest, self.config
+        now_ns = self.get_clock().now().nanoseconds
+        if latest is None or now_ns - latest.arrival_ns > config.instruction_frame_max_age_ns:
+            return
+        with self._wakeup:
+            if len(self._requests) == self._requests.maxlen:
+                self.stats.drop(INSTRUCTION_OVERFLOW)
+            self._requests.append(PendingFrame(latest, cleaned, now_ns))
+            self._wakeup.notify()
 
-    def _on_camera_message(self, stream: str, msg: Any) -> None:
+    def _on_camera_message(self, stream: str, stamp_ns: int, message: Any, started: float) -> None:
         sync, config = self._sync, self.config  # local: cleanup may reset them from another thread
         if not self._active or sync is None:
             return
-        started = time.perf_counter()
         now_ns = self.get_clock().now().nanoseconds
         if stream == "color":
-            # A colour frame may arrive just before its camera_info: the synchroniser
-            # pairs them. Only a camera_info stream that is absent or stopped is an error.
+            # A camera_info may arrive with or just after its frame: the synchroniser pairs
+            # them. When none came for camera_info_timeout_s, this frame is watched, and
+            # refused only if its camera_info has not come camera_info_grace_s later.
             last = self._last_info_arrival_ns
             reference = last if last is not None else self._active_since_ns
             if now_ns - reference > config.camera_info_timeout_ns:
-                waited = "never" if last is None else f"{(now_ns - last) / 1e9:.1f} s ago"
-                raise Rejection(
-                    CAMERA_INFO_MISSING,
-                    f"colour frame without camera_info (last on {config.camera_info_topic}: {waited})",
-                )
-        stamp_ns = stamp_to_ns(msg.header.stamp)
+                self._watched.append((stamp_ns, now_ns))
         # sync.add calls _on_synced synchronously when this message completes a set;
         # the pending frame's callback time is measured from here.
         self._add_started = started
-        reason = sync.add(stream, stamp_ns, msg, now_ns)
+        resets = sync.resets
+        reason = sync.add(stream, stamp_ns, message, now_ns)
+        if sync.resets != resets:
+            self._on_time_line_reset(stream, sync.last_jump_back_ns)
         self.stats.set_drops(UNMATCHED, sync.drops[UNMATCHED])
         self.stats.set_drops(QUEUE_OVERFLOW, sync.drops[QUEUE_OVERFLOW])
         if reason is not None:
             raise Rejection(
                 reason,
                 f"{stream} stamp {stamp_ns / 1e9:.3f} s refused (node clock {now_ns / 1e9:.3f} s, "
-                f"future tolerance {config.future_tolerance_ns / 1e9:.2f} s)",
+                f"future tolerance {config.future_tolerance_ns / 1e9:.2f} s, "
+                f"a jump back beyond sync.reset_jump_back_s={config.reset_jump_back_ns / 1e9:.1f} s starts over)",
             )
+
+    def _on_time_line_reset(self, stream: str, jump_ns: int) -> None:
+        """Stamps jumped far back: a bag replayed again or looped, a simulator reset. Start over."""
+        self.stats.event(SYNC_RESET)
+        self._latest = None
+        self._watched.clear()
+        self.get_logger().info(
+            f"{stream} stamps jumped back {jump_ns / 1e9:.1f} s (bag restart, loop or simulator reset): "
+            "synchroniser and stamp checks reset"
+        )
+
+    def _check_camera_info(self) -> None:
+        """Refuse watched colour frames whose camera_info did not come within the grace period."""
+        try:
+            sync, config = self._sync, self.config
+            if sync is None or config is None:
+                self._watched.clear()
+                return
+            now_ns = self.get_clock().now().nanoseconds
+            while self._watched and now_ns - self._watched[0][1] > config.camera_info_grace_ns:
+                stamp_ns, _ = self._watched.popleft()
+                if sync.discard("color", stamp_ns):  # still unpaired: its camera_info never came
+                    last = self._last_info_arrival_ns
+                    waited = "never" if last is None else f"{(now_ns - last) / 1e9:.1f} s ago"
+                    self._reject(CAMERA_INFO_MISSING,
+                                 f"colour frame without camera_info (last on {config.camera_info_topic}: {waited})")
+        except Exception as exc:  # noqa: BLE001 - a timer must not die
+            self._reject(INTERNAL_ERROR, f"camera_info check: {type(exc).__name__}: {exc}")
 
     def _on_synced(self, matched: SyncedSet) -> None:
         by_stream = dict(zip(self._streams(self.config), matched.messages))
-        color = by_stream["color"]
-        try:
-            decoded = decode_frame(color, by_stream.get("depth"), by_stream["camera_info"], self.config.limits)
-        except Rejection as rejection:
-            self._reject(rejection.reason, str(rejection))
-            return
+        color_raw, header = by_stream["color"]
+        depth = by_stream.get("depth")
+        frame = RawFrame(color_raw, depth[0] if depth is not None else None, by_stream["camera_info"], header,
+                         self.get_clock().now().nanoseconds, elapsed_ms(self._add_started))
+        self._latest = frame  # what a new instruction is answered on
         instruction = self.instruction
         if not instruction:
             self.stats.drop(NO_INSTRUCTION)
             return
-        frame = PendingFrame(decoded, color.header, instruction, elapsed_ms(self._add_started))
         with self._wakeup:
             if self._pending is not None:
                 self.stats.drop(STALE_FRAME)
-            self._pending = frame
+            self._pending = PendingFrame(frame, instruction, stamp_to_ns(header.stamp))
             self._wakeup.notify()
 
     # ---- worker -----------------------------------------------------------------------------------
@@ -435,14 +546,19 @@ class PartSegNode(LifecycleNode):
     def _work(self) -> None:
         while True:
             with self._wakeup:
-                self._wakeup.wait_for(lambda: self._pending is not None or self._stop_worker)
+                self._wakeup.wait_for(lambda: self._pending is not None or self._requests or self._stop_worker)
                 if self._stop_worker:
                     return
-                frame, self._pending = self._pending, None
+                if self._requests:  # instructions waiting on an earlier frame come first
+                    frame = self._requests.popleft()
+                else:
+                    frame, self._pending = self._pending, None
             if not self._active:
                 continue
             try:
                 self._process(frame)
+            except Rejection as rejection:
+                self._reject(rejection.reason, str(rejection))
             except Exception as exc:  # noqa: BLE001 - report and keep serving
                 if self.closing or not self.context.ok():
                     return  # shutting down (SIGINT mid-frame): publishing fails, nothing to report
@@ -453,10 +569,21 @@ class PartSegNode(LifecycleNode):
                     None, frame.header, frame.instruction, error=f"{type(exc).__name__}: {exc}",
                     backend=self.config.backend if self.config else ""))
 
-    def _process(self, frame: PendingFrame) -> None:
+    def _decode(self, frame: RawFrame) -> DecodedFrame:
+        """Deserialise and check the frame the worker took (the only one of many that is decoded)."""
+        try:
+            color = deserialize_message(frame.color, Image)
+            depth = deserialize_message(frame.depth, Image) if frame.depth is not None else None
+        except Exception as exc:  # noqa: BLE001 - rclpy raises several types for bad CDR
+            raise Rejection(DESERIALIZATION_FAILED, f"image: {type(exc).__name__}: {exc}") from None
+        return decode_frame(color, depth, frame.camera_info, self.config.limits)
+
+    def _process(self, pending: PendingFrame) -> None:
         started = time.perf_counter()
-        output = self.run_pipeline(frame.decoded, frame.instruction, frame.header)
-        latency_ms = (self.get_clock().now().nanoseconds - stamp_to_ns(frame.header.stamp)) / 1e6
+        decoded = self._decode(pending.frame)
+        frame = pending
+        output = self.run_pipeline(decoded, frame.instruction, frame.header)
+        latency_ms = (self.get_clock().now().nanoseconds - frame.origin_ns) / 1e6
         output.segmentation.latency_ms = float(latency_ms)
         # What planners wait for goes out first; views for people only when someone listens.
         publish_started = time.perf_counter()
@@ -466,13 +593,13 @@ class PartSegNode(LifecycleNode):
         if self._wanted("mask"):
             self._publish_if_active("mask", self._union_mask_msg(output, frame.header))
         if self._wanted("debug_image"):
-            overlay = debug_overlay(frame.decoded.rgb, output.instances)
+            overlay = debug_overlay(decoded.rgb, output.instances)
             self._publish_if_active("debug_image", array_to_image(overlay, "rgb8", frame.header))
         if self._wanted("markers"):
             self._publish_if_active("markers", messages.markers_msg(output.regions, self.config.marker_lifetime_s))
-        stages = dict(output.stages_ms, callback=frame.callback_ms,
+        stages = dict(output.stages_ms, callback=frame.frame.callback_ms,
                       publish=(visuals_started - publish_started) * 1e3, visuals=elapsed_ms(visuals_started))
-        overhead_ms = frame.callback_ms + elapsed_ms(started) - output.inference_ms
+        overhead_ms = frame.frame.callback_ms + elapsed_ms(started) - output.inference_ms
         self.stats.frame_processed(latency_ms, output.inference_ms, overhead_ms, stages)
 
     def _wanted(self, key: str) -> bool:

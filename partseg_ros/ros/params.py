@@ -41,6 +41,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "qos.sensor_reliability": ("best_effort", "best_effort (matches any camera) or reliable"),
     "qos.sensor_depth": (5, "history depth of the camera subscriptions"),
     "qos.instruction_reliability": ("reliable", "instruction subscription reliability"),
+    "qos.instruction_depth": (
+        10, "instructions the subscription holds until the node takes them (each one is answered; a late "
+        "joiner only keeps the newest as its instruction)"
+    ),
     "qos.instruction_durability": (
         "transient_local",
         "transient_local: a late-starting node still gets the planner's last instruction "
@@ -53,9 +57,21 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "depth.max_nonfinite_fraction": (0.8, "reject 32FC1 frames with more NaN/inf pixels than this"),
     "sync.slop_s": (0.015, "colour, depth and camera_info stamps must agree within this (< half the frame period)"),
     "sync.queue_size": (10, "messages kept per stream while waiting for partners"),
+    "sync.reset_jump_back_s": (
+        1.0, "a stamp this much older than its stream's last one is a new time line (bag restart, loop, "
+        "simulator reset): the synchroniser resets; smaller jumps are rejected as out_of_order"
+    ),
+    "instruction.frame_max_age_s": (
+        5.0, "a new instruction is answered on the latest frame if it arrived within this long; "
+        "otherwise it waits for the next frame"
+    ),
+    "instruction.queue_size": (8, "instructions waiting to be answered on an earlier frame; more are dropped"),
     "limits.max_instruction_length": (300, "longer instructions are rejected"),
     "limits.future_tolerance_s": (0.5, "stamps further ahead of the node clock are rejected"),
     "limits.camera_info_timeout_s": (5.0, "colour frames with no camera_info in this long are rejected"),
+    "limits.camera_info_grace_s": (
+        0.1, "after such a pause, a colour frame is rejected only if its camera_info has not come this long after it"
+    ),
     "limits.min_image_width": (16, "narrower images are rejected (image_too_small)"),
     "limits.min_image_height": (16, "shorter images are rejected (image_too_small)"),
     "limits.max_image_width": (8192, "wider images are rejected before any allocation (image_too_large)"),
@@ -98,6 +114,10 @@ class NodeConfig:
     limits: InputLimits
     slop_ns: int
     sync_queue_size: int
+    reset_jump_back_ns: int
+    instruction_frame_max_age_ns: int
+    instruction_queue_size: int
+    camera_info_grace_ns: int
     future_tolerance_ns: int
     camera_info_timeout_ns: int
     target_frame: str
@@ -170,7 +190,7 @@ def read_config(node: Node) -> NodeConfig:
     )
     instruction_qos = QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
-        depth=1,
+        depth=int(p["qos.instruction_depth"]),
         reliability=_reliability(str(p["qos.instruction_reliability"])),
         durability=_durability(str(p["qos.instruction_durability"])),
     )
@@ -200,6 +220,10 @@ def read_config(node: Node) -> NodeConfig:
     slop_s = float(p["sync.slop_s"])
     if slop_s < 0:
         raise ValueError(f"sync.slop_s must be >= 0, got {slop_s}")
+    if not float(p["sync.reset_jump_back_s"]) > 0:
+        raise ValueError(f"sync.reset_jump_back_s must be > 0, got {p['sync.reset_jump_back_s']}")
+    if int(p["instruction.queue_size"]) < 1:
+        raise ValueError(f"instruction.queue_size must be >= 1, got {p['instruction.queue_size']}")
     return NodeConfig(
         backend=str(p["backend"]),
         device=str(p["device"]),
@@ -215,6 +239,10 @@ def read_config(node: Node) -> NodeConfig:
         limits=limits,
         slop_ns=int(slop_s * 1e9),
         sync_queue_size=int(p["sync.queue_size"]),
+        reset_jump_back_ns=int(float(p["sync.reset_jump_back_s"]) * 1e9),
+        instruction_frame_max_age_ns=int(float(p["instruction.frame_max_age_s"]) * 1e9),
+        instruction_queue_size=int(p["instruction.queue_size"]),
+        camera_info_grace_ns=int(float(p["limits.camera_info_grace_s"]) * 1e9),
         future_tolerance_ns=int(float(p["limits.future_tolerance_s"]) * 1e9),
         camera_info_timeout_ns=int(float(p["limits.camera_info_timeout_s"]) * 1e9),
         target_frame=str(p["frames.target_frame"]),

@@ -113,6 +113,7 @@ def replay(bag: Path, rate: float = 1.0, clock: bool = False, clock_hz: float = 
         if wait_for is not None:
             waitable = dict(publishers, **({CLOCK_TOPIC: clock_pub} if clock_pub is not None else {}))
             _wait_for_subscribers(node, waitable, list(wait_for) or list(waitable), wait_timeout_s, log)
+            time.sleep(MATCH_SETTLE_S)
 
         start_wall = time.perf_counter()
         try:
@@ -178,6 +179,12 @@ def _wait_for_subscribers(node, publishers: dict, topics: list[str], timeout_s: 
             log(f"partseg_replay: no subscriber after {timeout_s:.0f} s on {waiting}; starting anyway")
             return
         time.sleep(0.02)
+
+
+# Discovery is not symmetric: a publisher can see its subscriber before that subscriber's
+# reader has matched the writer, and a best-effort reader drops what comes before (a 1-frame
+# bag would lose its only frame). A short pause after the match lets both sides agree.
+MATCH_SETTLE_S = 0.5
 
 
 def _sleep_until(due: float, clock_pub, clock_hz: float, rate: float, loop_start: float, first_ns: int,

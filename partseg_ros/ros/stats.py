@@ -55,6 +55,7 @@ class NodeStats:
         self._window = latency_window
         self.rejections: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()  # things worth counting that are neither drops nor rejections
         self.frames_in = 0
         self.frames_processed = 0
 
@@ -83,6 +84,12 @@ class NodeStats:
         with self._lock:
             self.rejections[reason] += 1
             return self.rejections[reason]
+
+    def event(self, name: str) -> int:
+        """Count one event (e.g. a synchroniser reset); returns the new count."""
+        with self._lock:
+            self.events[name] += 1
+            return self.events[name]
 
     def drop(self, reason: str, count: int = 1) -> None:
         with self._lock:
@@ -119,6 +126,7 @@ class NodeStats:
                         for name, values in sorted(self._stages_ms.items())})
             out.update({f"rejected.{k}": v for k, v in sorted(self.rejections.items())})
             out.update({f"dropped.{k}": v for k, v in sorted(self.drops.items())})
+            out.update({f"events.{k}": v for k, v in sorted(self.events.items())})
             return out
 
 

@@ -15,7 +15,10 @@ synchronisation.
 
 Messages not newer than the previous one of their stream (late or duplicated)
 and stamps from the future (beyond a tolerance) are refused with a reason the
-caller can count.
+caller can count. A stamp further back than ``reset_jump_back_ns`` is not
+jitter but a new time line (a bag replayed again or looped, a simulator
+reset): the synchroniser forgets everything, counts it in ``resets`` and
+takes the message as the first of the new time line.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class ApproximateTimeSync(Generic[T]):
         queue_size: int = 10,
         future_tolerance_ns: Optional[int] = None,
         on_match: Optional[Callable[[SyncedSet[T]], None]] = None,
+        reset_jump_back_ns: Optional[int] = None,
     ) -> None:
         if len(streams) < 1 or len(set(streams)) != len(streams):
             raise ValueError(f"streams must be distinct names, got {list(streams)}")
@@ -84,6 +88,11 @@ class ApproximateTimeSync(Generic[T]):
         self.queue_size = int(queue_size)
         self.future_tolerance_ns = future_tolerance_ns
         self.on_match = on_match
+        if reset_jump_back_ns is not None and reset_jump_back_ns <= 0:
+            raise ValueError(f"reset_jump_back_ns must be > 0, got {reset_jump_back_ns}")
+        self.reset_jump_back_ns = reset_jump_back_ns
+        self.resets = 0  # times the stamps jumped back beyond reset_jump_back_ns
+        self.last_jump_back_ns = 0
         self._streams: dict[str, _Stream[T]] = {name: _Stream() for name in self.stream_names}
         self.drops: Counter[str] = Counter()  # "reason" and "reason:stream"
         self.matched = 0
@@ -95,7 +104,12 @@ class ApproximateTimeSync(Generic[T]):
         if self.future_tolerance_ns is not None and now_ns is not None and stamp_ns > now_ns + self.future_tolerance_ns:
             return FUTURE_STAMP
         if state.last_stamp_ns is not None and stamp_ns <= state.last_stamp_ns:
-            return OUT_OF_ORDER
+            jump = state.last_stamp_ns - stamp_ns
+            if self.reset_jump_back_ns is None or jump <= self.reset_jump_back_ns:
+                return OUT_OF_ORDER  # jitter, a late or duplicated message
+            self.reset()  # a new time line: bag restart, --loop, simulator reset
+            self.resets += 1
+            self.last_jump_back_ns = jump
         state.last_stamp_ns = stamp_ns
         state.queue.append((stamp_ns, message))
         if len(state.queue) > self.queue_size:
@@ -106,6 +120,15 @@ class ApproximateTimeSync(Generic[T]):
 
     def pending(self, stream: str) -> int:
         return len(self._streams[stream].queue)
+
+    def discard(self, stream: str, stamp_ns: int) -> bool:
+        """Remove a queued message of ``stream`` by stamp (the caller gave up on it); True if it was queued."""
+        queue = self._streams[stream].queue
+        for index, (stamp, _) in enumerate(queue):
+            if stamp == stamp_ns:
+                del queue[index]
+                return True
+        return False
 
     def reset(self) -> None:
         """Forget queued messages and stamp history (e.g. after a bag loops or time jumps back)."""
