@@ -279,6 +279,15 @@ class PartReasoner:
     def resolve(self, instruction: str, visible_objects: Optional[Sequence[str]] = None) -> InstructionResolution:
         reasons: list[str] = []
         parsed = parse_instruction(instruction, self.kb)
+        if not (parsed.actions or parsed.objects or parsed.parts):
+            # Emoji, undecodable bytes, a language the parser does not read: no target,
+            # rather than the object most similar to an empty query.
+            reasons.append(f"nothing in {instruction!r} is a known action, object or part: not understood")
+            return InstructionResolution(
+                instruction=instruction, action="", affordance="", mode="grasp", object_name="", kb_object="",
+                object_phrase="", object_attributes={"colours": [], "size": None, "modifiers": []}, part_name="",
+                part_phrase="", unknown_object=instruction, reasons=reasons,
+            )
         action_mention, _ = self._action(parsed, reasons)
         action_entry = self.kb.actions.get(action_mention.canonical) if action_mention else None
         if action_entry is None:
