@@ -213,8 +213,9 @@ def test_service_answers_like_the_topics(system, outputs, view):
     response = probe.call(probe.segment_parts, color_only, timeout=180)
     if response.success:  # a colour-only backend answers with masks, and no depth means no grasp regions
         assert not response.grasp_regions.regions
-    else:  # shapegrasp needs depth and says so
-        assert response.message.startswith("processing_error") and "depth" in response.message
+    else:  # shapegrasp needs depth and says so with its own reason (issue 15), not as a processing error
+        assert response.message.startswith("depth_required:") and "send depth" in response.message
+        assert response.segmentation.status == PartSegmentation.STATUS_ERROR
 
     bad = SegmentParts.Request(color=rendered_frame(view)[0], instruction="")
     response = probe.call(probe.segment_parts, bad, timeout=60)

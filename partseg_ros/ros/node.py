@@ -67,6 +67,7 @@ INTERNAL_ERROR = "internal_error"  # an unexpected exception in a callback (a bu
 PROCESSING_ERROR = "processing_error"  # the backend or geometry failed on a frame
 STALE_FRAME = "stale_frame"
 NO_INSTRUCTION = "no_instruction"
+DEPTH_REQUIRED = "depth_required"  # a colour-only service request to a backend that needs depth
 DESERIALIZATION_FAILED = "deserialization_failed"  # a raw camera message whose CDR is broken
 INSTRUCTION_OVERFLOW = "instruction_overflow"  # more instructions waiting on an earlier frame than the queue holds
 SYNC_RESET = "sync_reset"  # stamps jumped back beyond sync.reset_jump_back_s
@@ -695,6 +696,7 @@ class PartSegNode(LifecycleNode):
             response.success = False
             response.message = "node is not active (lifecycle): configure and activate it first"
             return response
+        has_depth = request.depth.width > 0 and request.depth.height > 0
         try:
             instruction = check_instruction(request.instruction, self.config.limits)
             has_depth = request.depth.width > 0 and request.depth.height > 0
@@ -712,6 +714,16 @@ class PartSegNode(LifecycleNode):
             response.message = f"{rejection.reason}: {rejection}"
             return response
         except Exception as exc:  # noqa: BLE001 - answer instead of crashing the service
+            if not has_depth and isinstance(exc, ValueError):
+                # The .srv makes depth optional; a backend that finds objects in 3D cannot do without it.
+                # Say so with its own reason, so a caller can tell "send depth" from a failure.
+                self._reject(DEPTH_REQUIRED, f"service: {exc}")
+                response.success = False
+                response.message = (f"{DEPTH_REQUIRED}: backend {self.config.backend!r} cannot answer a colour-only "
+                                    f"request ({exc}); send depth and camera_info")
+                response.segmentation = messages.segmentation_msg(
+                    None, request.color.header, request.instruction, error=response.message, backend=self.config.backend)
+                return response
             self._reject(PROCESSING_ERROR, f"service: {type(exc).__name__}: {exc}")
             response.success = False
             response.message = f"{PROCESSING_ERROR}: {type(exc).__name__}: {exc}"
