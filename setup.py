@@ -33,15 +33,15 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "partseg_node = partseg_ros.ros.node:main",
-            "partseg_bringup = partseg_ros.ros.bringup:main",
-            "partseg_replay = partseg_ros.ros.replay:main",
-            "partseg_generate_benchmark = partseg_ros.scene.generate:main",
-            "partseg_convert_instructpart = partseg_ros.bags.instructpart_converter:main",
-            "partseg_evaluate = partseg_ros.evaluation.cli:main",
-            "partseg_generate_training_crops = partseg_ros.backends.pisa_rgbd.dataset:main",
-            "partseg_train_part_grounder = partseg_ros.backends.pisa_rgbd.train:main",
-            "partseg_validate_generalisation = partseg_ros.evaluation.generalisation:main",
+            "partseg_node = partseg_ros.console:partseg_node",
+            "partseg_bringup = partseg_ros.console:partseg_bringup",
+            "partseg_replay = partseg_ros.console:partseg_replay",
+            "partseg_generate_benchmark = partseg_ros.console:partseg_generate_benchmark",
+            "partseg_convert_instructpart = partseg_ros.console:partseg_convert_instructpart",
+            "partseg_evaluate = partseg_ros.console:partseg_evaluate",
+            "partseg_generate_training_crops = partseg_ros.console:partseg_generate_training_crops",
+            "partseg_train_part_grounder = partseg_ros.console:partseg_train_part_grounder",
+            "partseg_validate_generalisation = partseg_ros.console:partseg_validate_generalisation",
         ]
     },
 )

@@ -136,10 +136,18 @@ def convert_frames(json_path: Path, images_dir: Path, masks_dir: Path,
 def convert(json_path: Path, out: Path, images_dir: Optional[Path] = None, masks_dir: Optional[Path] = None,
             instruction_indices: Sequence[int] = tuple(range(6)), storage: str = "mcap",
             skip_missing: bool = False) -> tuple[int, int]:
-    """Write the dataset to the bag ``out``; returns (frames, tasks)."""
+    """Write the dataset to the bag ``out``; returns (frames, tasks).
+
+    The inputs are checked before the bag is created, so a wrong path leaves no empty bag behind.
+    """
     root = Path(json_path).parent
     images_dir = Path(images_dir) if images_dir else root / "images"
     masks_dir = Path(masks_dir) if masks_dir else root / "masks"
+    if not Path(json_path).is_file():
+        raise FileNotFoundError(f"annotation file {json_path} not found")
+    for kind, folder in (("image", images_dir), ("mask", masks_dir)):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{kind} folder {folder} not found (--{kind}s)")
     frames = convert_frames(json_path, images_dir, masks_dir, instruction_indices, skip_missing)
     return write_benchmark(out, frames, storage, frame_interval_s=0.1, task_interval_s=0.5)
 
@@ -163,4 +171,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from partseg_ros.console import run
+
+    sys.exit(run("partseg_convert_instructpart"))

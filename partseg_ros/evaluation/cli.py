@@ -189,7 +189,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         records, meta = run_evaluation(args)
-    except (FileNotFoundError, RayUnavailableError, LiveEvaluationError, ValueError) as exc:
+    except (FileNotFoundError, RayUnavailableError, LiveEvaluationError, ValueError,
+            argparse.ArgumentTypeError) as exc:
         # Usage problems (missing bag, weights or params file, unknown backend, no ray, node
         # failing to start) get one clear line; anything else keeps its traceback.
         print(f"partseg_evaluate: {exc}", file=sys.stderr)
@@ -203,4 +204,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from partseg_ros.console import run
+
+    sys.exit(run("partseg_evaluate"))

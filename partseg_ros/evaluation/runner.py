@@ -91,7 +91,15 @@ def make_backend(name: str, options: dict[str, Any]) -> PartGroundingBackend:
     if ":" not in name:
         return create_backend(name, **options)
     module_name, class_name = name.split(":", 1)
-    backend_class = getattr(importlib.import_module(module_name), class_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise  # the backend's module exists but lacks one of its own dependencies: a real failure
+        raise ValueError(f"backend {name}: no module named {module_name!r} on the Python path") from None
+    backend_class = getattr(module, class_name, None)
+    if backend_class is None:
+        raise ValueError(f"backend {name}: module {module_name!r} has no {class_name!r}")
     if not (isinstance(backend_class, type) and issubclass(backend_class, PartGroundingBackend)):
         raise ValueError(f"{name} is not a PartGroundingBackend subclass")
     return backend_class(**options)
