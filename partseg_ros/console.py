@@ -9,7 +9,7 @@ traceback. The pip console scripts (setup.py) and the colcon ones
 command's ``main`` stays as it is and the rule lives in one place.
 
 Commands raise :class:`UsageError` for mistakes they detect themselves;
-``FileNotFoundError``/``NotADirectoryError``/``IsADirectoryError`` and
+``FileNotFoundError``/``NotADirectoryError``/``IsADirectoryError``/``FileExistsError`` and
 ``argparse.ArgumentTypeError`` are treated as usage errors wherever they come
 from, since they always name a path or an argument the user gave.
 """
@@ -30,6 +30,7 @@ USAGE_EXCEPTIONS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     NotADirectoryError,
     IsADirectoryError,
+    FileExistsError,
     argparse.ArgumentTypeError,
 )
 

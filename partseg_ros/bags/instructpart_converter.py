@@ -135,8 +135,8 @@ def convert_frames(json_path: Path, images_dir: Path, masks_dir: Path,
 
 def convert(json_path: Path, out: Path, images_dir: Optional[Path] = None, masks_dir: Optional[Path] = None,
             instruction_indices: Sequence[int] = tuple(range(6)), storage: str = "mcap",
-            skip_missing: bool = False) -> tuple[int, int]:
-    """Write the dataset to the bag ``out``; returns (frames, tasks).
+            skip_missing: bool = False, overwrite: bool = False) -> tuple[int, int]:
+    """Write the dataset to the bag ``out`` (replacing a bag there with ``overwrite``); returns (frames, tasks).
 
     The inputs are checked before the bag is created, so a wrong path leaves no empty bag behind.
     """
@@ -149,7 +149,7 @@ def convert(json_path: Path, out: Path, images_dir: Optional[Path] = None, masks
         if not folder.is_dir():
             raise FileNotFoundError(f"{kind} folder {folder} not found (--{kind}s)")
     frames = convert_frames(json_path, images_dir, masks_dir, instruction_indices, skip_missing)
-    return write_benchmark(out, frames, storage, frame_interval_s=0.1, task_interval_s=0.5)
+    return write_benchmark(out, frames, storage, frame_interval_s=0.1, task_interval_s=0.5, overwrite=overwrite)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -163,9 +163,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help=f"which instruction strings to ask, 0-5: {', '.join(INSTRUCTION_KINDS)}")
     parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
     parser.add_argument("--skip-missing", action="store_true", help="skip part entries whose mask is missing")
+    parser.add_argument("--overwrite", action="store_true", help="replace the bag at --out if there is one")
     args = parser.parse_args(argv)
     frames, tasks = convert(args.json, args.out, args.images, args.masks, args.instructions, args.storage,
-                            args.skip_missing)
+                            args.skip_missing, args.overwrite)
     print(f"wrote {frames} frames, {tasks} tasks to {args.out}")
     return 0
 

@@ -69,15 +69,21 @@ def depth_msg(depth_m: np.ndarray, stamp_ns: int, frame_id: str) -> Any:
     return image_msg(mm, DEPTH_ENCODING, stamp_ns, frame_id)
 
 
-def camera_info_msg(intrinsics: CameraIntrinsics, stamp_ns: int, frame_id: str) -> Any:
-    """Pinhole camera_info without distortion (the image is rectified / synthetic)."""
+def camera_info_msg(intrinsics: CameraIntrinsics, stamp_ns: int, frame_id: str, distortion_model: str = "",
+                    distortion: Sequence[float] = ()) -> Any:
+    """camera_info of a pinhole camera; without distortion (rectified / synthetic images) D is five zeros.
+
+    A real recording's raw images keep their distortion model and coefficients,
+    so whoever reads the bag back can undistort exactly as the driver said.
+    """
     k = intrinsics.matrix
     p = np.zeros((3, 4))
     p[:, :3] = k
+    d = np.asarray(distortion, dtype=np.float64) if len(distortion) else np.zeros(5)
     RegionOfInterest = _cls("sensor_msgs/msg/RegionOfInterest")
     return _cls(CAMERA_INFO_TYPE)(
         header=header(stamp_ns, frame_id), height=intrinsics.height, width=intrinsics.width,
-        distortion_model="plumb_bob", d=np.zeros(5), k=k.ravel(), r=np.eye(3).ravel(), p=p.ravel(),
+        distortion_model=distortion_model or "plumb_bob", d=d, k=k.ravel(), r=np.eye(3).ravel(), p=p.ravel(),
         binning_x=0, binning_y=0,
         roi=RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
     )
