@@ -838,6 +838,8 @@ def main(args: Optional[list[str]] = None) -> int:
     finally:
         node.closing = True
         node._teardown()
+        # In this order: shutdown() joins the executor threads, so a service call in flight
+        # is answered while its service still exists (test_node_shutdown.py).
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
