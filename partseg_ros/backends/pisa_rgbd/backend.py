@@ -181,14 +181,14 @@ class PisaRgbdBackend(PartGroundingBackend):
         lap("table")
         if plane is None:
             return self._empty(resolution, "no table plane found in the depth image", timings)
-        clusters = object_clusters(request, plane, points, rgb_s, stride, self.segmentation_config)
-        clusters = sorted(clusters, key=lambda c: -len(c.pixels))[: cfg.max_proposals]
-        masks = [to_full_resolution(c.mask, request, plane, stride) for c in clusters]
-        if request.object_mask_hint is not None:
-            masks = [request.object_mask_hint.astype(bool)]
-            clusters = clusters[:1]
-        keep = [i for i, m in enumerate(masks) if m.any()]
-        clusters, masks = [clusters[i] for i in keep], [masks[i] for i in keep]
+        oracle = request.object_mask_hints is not None
+        if oracle:  # the acceptable objects, each its own proposal (the oracle-object protocol)
+            masks = [np.asarray(m, dtype=bool) for m in request.object_mask_hints]
+        else:
+            clusters = object_clusters(request, plane, points, rgb_s, stride, self.segmentation_config)
+            clusters = sorted(clusters, key=lambda c: -len(c.pixels))[: cfg.max_proposals]
+            masks = [to_full_resolution(c.mask, request, plane, stride) for c in clusters]
+        masks = [m for m in masks if m.any()]
         lap("objects")
         if not masks:
             return self._empty(resolution, "no object found on the table", timings)
@@ -209,7 +209,7 @@ class PisaRgbdBackend(PartGroundingBackend):
         lap("network")
 
         colours = list(resolution.object_attributes.get("colours") or [])
-        colour_share = [colour_fit(colours, colour_histogram(c.rgb)) if colours else 1.0 for c in clusters]
+        colour_share = [colour_fit(colours, colour_histogram(request.rgb[m])) if colours else 1.0 for m in masks]
         presence = presence.reshape(len(masks), len(candidates))
         prior = np.array([0.5 + 0.5 * c.score for c in candidates])
         colour_term = np.array([1.0 - cfg.colour_weight + cfg.colour_weight * s for s in colour_share])
@@ -218,7 +218,6 @@ class PisaRgbdBackend(PartGroundingBackend):
         candidate = candidates[best_cand]
         noun = object_noun(resolution, candidate, kb)
         best_presence = float(presence[best_obj, best_cand])
-        oracle = request.object_mask_hint is not None
         if not oracle and best_presence < cfg.presence_threshold:
             return self._empty(resolution, f"no object in view looks like a {noun} (best presence "
                                            f"{best_presence:.2f} < {cfg.presence_threshold:.2f})", timings)
@@ -227,7 +226,7 @@ class PisaRgbdBackend(PartGroundingBackend):
                                            f"({colour_share[best_obj]:.0%} of it)", timings)
         prob = paste_crop(part_probs[best_obj * len(candidates) + best_cand], windows[best_obj], request.image_size)
         region = masks[best_obj] | (height > 0.003) & _grown(masks[best_obj], windows[best_obj].side // 16 + 1)
-        part = (prob >= cfg.mask_threshold) & region
+        part = (prob >= cfg.mask_threshold) & (masks[best_obj] if oracle else region)
         lap("grounding")
 
         reasons = list(resolution.reasons)
