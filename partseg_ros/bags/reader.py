@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from partseg_ros.bags import messages as M
+from partseg_ros.bags import messages as bag_messages
 from partseg_ros.bags.format import (
     ALTERNATIVE_SEPARATOR,
     CAMERA_INFO_TOPIC,
@@ -126,8 +126,8 @@ def header_stamp_ns(raw: bytes, msgtype: str) -> int:
         order = "<" if kind == b"\x00\x01" else ">"
         sec = int(np.frombuffer(raw, dtype=f"{order}i4", count=1, offset=4)[0])
         nanosec = int(np.frombuffer(raw, dtype=f"{order}u4", count=1, offset=8)[0])
-        return sec * M.NS + nanosec
-    return M.stamp_to_ns(typestore().deserialize_cdr(raw, msgtype).header.stamp)
+        return sec * bag_messages.NS + nanosec
+    return bag_messages.stamp_to_ns(typestore().deserialize_cdr(raw, msgtype).header.stamp)
 
 
 def read_benchmark(bag_path: Path, depth_tolerance_s: float = 0.05, keep_frames: int = 16,
@@ -146,7 +146,7 @@ def read_benchmark(bag_path: Path, depth_tolerance_s: float = 0.05, keep_frames:
     depths: OrderedDict[int, _Raw] = OrderedDict()
     latest_info: Optional[_Raw] = None
     view_counts: dict[str, dict[int, int]] = {}
-    tolerance_ns = int(depth_tolerance_s * M.NS)
+    tolerance_ns = int(depth_tolerance_s * bag_messages.NS)
     task_index = -1
 
     def frame_at(stamp: int) -> _Frame:
@@ -165,7 +165,7 @@ def read_benchmark(bag_path: Path, depth_tolerance_s: float = 0.05, keep_frames:
             if topic == TASK_TOPIC:
                 msg = store.deserialize_cdr(raw, connection.msgtype)
                 task_index += 1
-                stamp = M.stamp_to_ns(msg.header.stamp)
+                stamp = bag_messages.stamp_to_ns(msg.header.stamp)
                 frame = frames.get(stamp)
                 if frame is None or frame.color is None or frame.labels is None:
                     raise ValueError(f"{bag_path}: task {msg.task_id!r} at {stamp} ns has no colour image or "
@@ -206,18 +206,18 @@ def _nearest(depths: OrderedDict, stamp: int, tolerance_ns: int) -> Any:
 
 def _sample(task: Any, color_msg: Any, labels_msg: Any, depth_msg: Any, info_msg: Any, stamp: int,
             view_index: int, index: int) -> BenchmarkSample:
-    rgb = M.decode_color(color_msg)
+    rgb = bag_messages.decode_color(color_msg)
     h, w = rgb.shape[:2]
-    object_ids = M.decode_labels(labels_msg.object_ids)
-    part_ids = M.decode_labels(labels_msg.part_ids)
+    object_ids = bag_messages.decode_labels(labels_msg.object_ids)
+    part_ids = bag_messages.decode_labels(labels_msg.part_ids)
     if object_ids.shape != (h, w) or part_ids.shape != (h, w):
         raise ValueError(f"task {task.task_id!r}: label images do not match the {w}x{h} colour image")
     object_names = list(labels_msg.object_names)
     part_names = list(labels_msg.part_names)
-    depth = M.decode_depth_m(depth_msg) if depth_msg is not None else None
+    depth = bag_messages.decode_depth_m(depth_msg) if depth_msg is not None else None
     if depth is not None and depth.shape != (h, w):
         raise ValueError(f"task {task.task_id!r}: depth is not aligned to the colour image")
-    intrinsics = M.decode_camera_info(info_msg) if info_msg is not None else None
+    intrinsics = bag_messages.decode_camera_info(info_msg) if info_msg is not None else None
     if intrinsics is not None and (intrinsics.width, intrinsics.height) != (w, h):
         intrinsics = intrinsics.scaled(w, h)
 

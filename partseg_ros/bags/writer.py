@@ -24,7 +24,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from partseg_ros.bags import messages as M
+from partseg_ros.bags import messages as bag_messages
 from partseg_ros.console import UsageError
 from partseg_ros.bags.format import (
     ALTERNATIVE_SEPARATOR,
@@ -43,7 +43,7 @@ from partseg_ros.bags.format import (
 from partseg_ros.types import CameraIntrinsics
 
 # A fixed epoch keeps generated bags byte-identical for a seed (2025-01-01T00:00:00Z).
-DEFAULT_START_NS = 1_735_689_600 * M.NS
+DEFAULT_START_NS = 1_735_689_600 * bag_messages.NS
 
 
 @dataclass
@@ -274,8 +274,8 @@ class BenchmarkBagWriter:
             _remove_bag(self.path)
         self._writer = Writer(self.path, version=9, storage_plugin=plugin)
         self._time_ns = int(start_ns)
-        self._frame_step = int(frame_interval_s * M.NS)
-        self._task_step = int(task_interval_s * M.NS)
+        self._frame_step = int(frame_interval_s * bag_messages.NS)
+        self._task_step = int(task_interval_s * bag_messages.NS)
         self._connections: dict = {}
         self._last_stamp: Optional[int] = None
         self.frames_written = 0
@@ -310,17 +310,17 @@ class BenchmarkBagWriter:
         # stamps may be closer together than the tasks' spacing, so log time never goes back.
         t = max(stamp, self._time_ns)
         if frame.intrinsics is not None:
-            self._write(CAMERA_INFO_TOPIC, M.camera_info_msg(frame.intrinsics, stamp, fid, frame.distortion_model,
+            self._write(CAMERA_INFO_TOPIC, bag_messages.camera_info_msg(frame.intrinsics, stamp, fid, frame.distortion_model,
                                                              frame.distortion), t)
-        self._write(COLOR_TOPIC, M.color_msg(frame.rgb, stamp, fid), t + 1_000)
+        self._write(COLOR_TOPIC, bag_messages.color_msg(frame.rgb, stamp, fid), t + 1_000)
         if frame.depth_m is not None:
-            self._write(DEPTH_TOPIC, M.depth_msg(frame.depth_m, depth_stamp, fid), t + 2_000)
-        self._write(LABELS_TOPIC, M.scene_labels_msg(frame.object_ids, frame.part_ids, frame.object_names,
+            self._write(DEPTH_TOPIC, bag_messages.depth_msg(frame.depth_m, depth_stamp, fid), t + 2_000)
+        self._write(LABELS_TOPIC, bag_messages.scene_labels_msg(frame.object_ids, frame.part_ids, frame.object_names,
                                                      frame.part_names, stamp, fid), t + 3_000)
         t += self._task_step
         for task in frame.tasks:
             self._write(TASK_TOPIC, self._task_msg(frame, task, stamp), t)
-            self._write(INSTRUCTION_TOPIC, M.string_msg(task.instruction), t + 1_000)
+            self._write(INSTRUCTION_TOPIC, bag_messages.string_msg(task.instruction), t + 1_000)
             t += self._task_step
             self.tasks_written += 1
         self._time_ns = t + self._frame_step
@@ -332,7 +332,7 @@ class BenchmarkBagWriter:
     def _task_msg(frame: BenchmarkFrame, task: TaskAnnotation, stamp: int):
         names = frame.object_names
         first_id = names.index(task.target_objects[0]) if task.target_objects and task.target_objects[0] in names else 0
-        return M.task_ground_truth_msg(
+        return bag_messages.task_ground_truth_msg(
             scene=frame.scene, task_id=task.task_id, instruction=task.instruction, has_target=task.has_target,
             target_object=ALTERNATIVE_SEPARATOR.join(task.target_objects),
             target_part=ALTERNATIVE_SEPARATOR.join(task.target_parts),
