@@ -3,13 +3,84 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+import dataclasses
+import difflib
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 from partseg_ros.types import GroundingRequest, GroundingResult
+
+ConfigT = TypeVar("ConfigT")
 
 
 class CheckpointNotFoundError(FileNotFoundError):
     """Raised when a backend's weights are missing; the message says how to get them."""
+
+
+def config_from_options(config_type: type[ConfigT], options: Mapping[str, Any], backend: str,
+                        ignore: Iterable[str] = ()) -> ConfigT:
+    """A backend's typed config (a dataclass) from its options, refusing names it does not have.
+
+    Options come as free text (``--backend-option strde=4``, ``backend_options.*``
+    node parameters), so a misspelt name would otherwise be silently ignored, or
+    caught only after a model load of several seconds. Every backend builds its
+    config here in its constructor, before any weights load; an unknown name
+    raises ``ValueError`` naming the closest valid one. A field whose default is
+    itself a dataclass (a nested config) takes a mapping of its own fields,
+    checked the same way and reported with a dotted name (``segmentation.min_height_m``).
+    Names in ``ignore`` are accepted but not passed to the config (the backend
+    reads them itself).
+    """
+    return _build_config(config_type, options, backend, set(ignore), prefix="")
+
+
+def _build_config(config_type: type[ConfigT], options: Mapping[str, Any], backend: str, ignore: set[str],
+                  prefix: str) -> ConfigT:
+    fields = {f.name: f for f in dataclasses.fields(config_type) if f.init}
+    options = _nest_dotted(options, {name for name, f in fields.items() if _nested_config_type(f) is not None})
+    unknown = sorted(set(options) - set(fields) - ignore)
+    if unknown:
+        valid = sorted(fields)
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, valid, 1)
+            hints.append(f"{prefix}{name} (did you mean {prefix}{close[0]}?)" if close else f"{prefix}{name}")
+        raise ValueError(f"unknown {backend} option(s): {', '.join(hints)}; valid: {[prefix + v for v in valid]}")
+    values = {}
+    for name, value in options.items():
+        if name not in fields:
+            continue
+        nested = _nested_config_type(fields[name])
+        if nested is not None and isinstance(value, Mapping):
+            value = _build_config(nested, value, backend, set(), prefix=f"{prefix}{name}.")
+        values[name] = value
+    return config_type(**values)
+
+
+def _nest_dotted(options: Mapping[str, Any], nested_names: set[str]) -> dict[str, Any]:
+    """``{"segmentation.min_height_m": v}`` (a command-line option) as ``{"segmentation": {"min_height_m": v}}``."""
+    out: dict[str, Any] = {}
+    for name, value in options.items():
+        head, dot, rest = name.partition(".")
+        if head in nested_names and (dot or isinstance(value, Mapping)):
+            group = out.setdefault(head, {})
+            if not isinstance(group, dict):
+                raise ValueError(f"option {head} is given whole and field by field")
+            group.update({rest: value} if dot else value)
+        elif name in out:
+            raise ValueError(f"option {name} is given whole and field by field")
+        else:
+            out[name] = value
+    return out
+
+
+def _nested_config_type(field: dataclasses.Field) -> type | None:
+    """The dataclass type of a field whose default is a dataclass instance, else None."""
+    if field.default_factory is not dataclasses.MISSING:
+        default = field.default_factory()
+    else:
+        default = field.default
+    return type(default) if dataclasses.is_dataclass(default) and not isinstance(default, type) else None
 
 
 class PartGroundingBackend(abc.ABC):

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from partseg_ros.backends.base import PartGroundingBackend
+from partseg_ros.backends.base import PartGroundingBackend, config_from_options
 from partseg_ros.backends.pisa_rgbd.crops import crop_inputs, height_above_plane, paste_crop, square_window
 from partseg_ros.backends.pisa_rgbd.vocabulary import query_text
 from partseg_ros.backends.shapegrasp.colour import colour_histogram
@@ -56,15 +56,7 @@ class PisaRgbdConfig:
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "PisaRgbdConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known - {"segmentation", "language_model_options", "name"})
-        if unknown:
-            import difflib
-
-            hints = [f"{u} (did you mean {difflib.get_close_matches(u, known, 1)[0]}?)"
-                     if difflib.get_close_matches(u, known, 1) else u for u in unknown]
-            raise ValueError(f"unknown pisa_rgbd option(s): {', '.join(hints)}; valid: {sorted(known)}")
-        config = cls(**{k: v for k, v in options.items() if k in known})
+        config = config_from_options(cls, options, "pisa_rgbd", ignore=("segmentation", "language_model_options", "name"))
         for name in ("presence_threshold", "mask_threshold", "colour_weight", "min_colour_share"):
             value = getattr(config, name)
             if not 0.0 <= float(value) <= 1.0:

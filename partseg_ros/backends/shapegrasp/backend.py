@@ -11,12 +11,13 @@ reasons that produced it.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
 from scipy import ndimage
 
-from partseg_ros.backends.base import PartGroundingBackend
+from partseg_ros.backends.base import PartGroundingBackend, config_from_options
 from partseg_ros.backends.shapegrasp.decomposition import (
     Decomposition,
     DecompositionConfig,
@@ -37,6 +38,24 @@ from partseg_ros.language.knowledge_base import load_knowledge_base
 from partseg_ros.language.llm_hook import load_hook
 from partseg_ros.language.reasoner import Candidate, InstructionResolution, PartReasoner
 from partseg_ros.types import GroundingRequest, GroundingResult, PartInstance
+
+
+@dataclass(frozen=True)
+class ShapeGraspConfig:
+    """Every option of the backend (``backend_options.*``, ``--backend-option``), checked at construction."""
+
+    knowledge_base: Optional[str] = None  # YAML path; None = the shipped knowledge base
+    language_model: Optional[str] = None  # "module:function" or a local OpenAI-compatible URL
+    language_model_options: dict = field(default_factory=dict)
+    use_embeddings: bool = True  # all-MiniLM-L6-v2 sentence embeddings in the reasoner
+    min_object_fit: float = 0.3  # below it the requested object counts as absent
+    # A requested colour, counting related names at half weight, must cover at least this share of the object:
+    # a few red pixels from a neighbour do not make "the red sunglasses".
+    min_colour_share: float = 0.25
+    stride: int = 2  # geometry runs on every stride-th pixel (4x fewer points at 2); masks come back at full size
+    device: str = "auto"  # accepted as every backend's; the geometry runs on the CPU whatever it says
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    decomposition: DecompositionConfig = field(default_factory=DecompositionConfig)
 
 
 class ScoredChoice(NamedTuple):
@@ -60,27 +79,24 @@ def _softmax_share(score: float, rivals: list[float], sharpness: float = 8.0) ->
 
 
 class ShapeGraspBackend(PartGroundingBackend):
-    """Options: ``knowledge_base`` (YAML path), ``language_model`` ("module:function" or a local
-    OpenAI-compatible URL), ``language_model_options`` (dict), ``use_embeddings`` (bool, default
-    True), ``min_object_fit`` (below it the requested object counts as absent), ``min_colour_share``
-    (a requested colour, counting related names at half weight, must cover at least this share of the object: a
-    few red pixels from a neighbour do not make "the red sunglasses")."""
+    """Options: the fields of ShapeGraspConfig; an unknown name fails at construction with the closest valid one."""
 
     name = "shapegrasp"
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        self.config = config_from_options(ShapeGraspConfig, options, self.name)
         self.reasoner: Optional[PartReasoner] = None
-        self.segmentation_config = SegmentationConfig(**options.get("segmentation", {}))
-        self.decomposition_config = DecompositionConfig(**options.get("decomposition", {}))
-        self.min_object_fit = float(options.get("min_object_fit", 0.3))
-        self.min_colour_share = float(options.get("min_colour_share", 0.25))
+        self.segmentation_config = self.config.segmentation
+        self.decomposition_config = self.config.decomposition
+        self.min_object_fit = float(self.config.min_object_fit)
+        self.min_colour_share = float(self.config.min_colour_share)
 
     def _load(self) -> None:
-        kb = load_knowledge_base(self.options.get("knowledge_base"))
-        hook = load_hook(self.options.get("language_model"), **self.options.get("language_model_options", {}))
+        kb = load_knowledge_base(self.config.knowledge_base)
+        hook = load_hook(self.config.language_model, **self.config.language_model_options)
         embedder: object = None
-        if self.options.get("use_embeddings", True):
+        if self.config.use_embeddings:
             from partseg_ros.language.embeddings import shared_embedder
 
             embedder = shared_embedder()
@@ -111,8 +127,7 @@ class ShapeGraspBackend(PartGroundingBackend):
         if resolution.unknown_object:
             # Geometry cannot tell an unknown thing from the known ones; guessing would hand the planner a wrong object.
             return self._empty(resolution, f"no knowledge of what a {resolution.unknown_object} looks like", timings)
-        # Geometry runs on every stride-th pixel (4x fewer points at stride 2); masks come back at full size.
-        stride = max(1, int(self.options.get("stride", 2)))
+        stride = max(1, int(self.config.stride))
         plane, depth, rgb, _, points = find_table(request, stride, self.segmentation_config.min_height_m)
         lap("table")
         if plane is None:
