@@ -39,6 +39,11 @@ Conventions
   the camera cannot see it cannot measure: where the object hides part of
   the solid (a mug body in front of its handle), the width reads low.
 
+* ``grasp_poses`` (grasp_poses.py) are gripper poses ON the part's surface,
+  best first: the centroid of a ring handle is in the air, a pose is a
+  measured point of the part. They are computed in the optical frame and
+  moved into the target frame with the region.
+
 Failures never raise for data problems: a region with a non-OK ``status``
 and a ``status_reason`` comes back instead (values match GraspRegion.msg).
 """
@@ -59,6 +64,7 @@ from partseg_ros.geometry.filters import (
     reject_depth_discontinuities,
     reject_depth_outliers,
 )
+from partseg_ros.geometry.grasp_poses import GraspPose, GraspPoseParams, compute_grasp_poses
 from partseg_ros.geometry.normals import organised_normals
 from partseg_ros.geometry.principal_axes import principal_frame
 from partseg_ros.geometry.transforms import RigidTransform, matrix_to_quaternion
@@ -92,6 +98,23 @@ class GraspRegionConfig:
     max_normal_samples: int = 2048  # normals are estimated on a strided grid above this
     full_quality_points: int = 500  # point count at which the count term of quality saturates
     with_colors: bool = True
+    # Grasp poses on the part (see grasp_poses.py); node parameters grasp.<name>.
+    grasp_poses_max: int = 3  # poses per region, best first; 0 turns them off
+    pregrasp_standoff_m: float = 0.10  # pre-grasp position this far back along the approach
+    grasp_finger_width_m: float = 0.02  # slab of the part one pose's fingers cover, along the part
+    grasp_pose_spacing_m: float = 0.03  # distance between candidate poses along the part
+    grasp_min_gap_m: float = 0.01  # an empty gap this wide across the closing axis takes a finger
+    grasp_max_width_m: float = 0.0  # widest opening of the gripper; wider poses get quality 0 (0: no limit)
+
+    def pose_params(self) -> GraspPoseParams:
+        return GraspPoseParams(
+            max_poses=self.grasp_poses_max,
+            pregrasp_standoff_m=self.pregrasp_standoff_m,
+            finger_width_m=self.grasp_finger_width_m,
+            spacing_m=self.grasp_pose_spacing_m,
+            min_gap_m=self.grasp_min_gap_m,
+            max_width_m=self.grasp_max_width_m,
+        )
 
     def __post_init__(self) -> None:
         if self.erosion_px < 0 or self.normal_step_px < 1 or self.min_points < 3:
@@ -104,6 +127,7 @@ class GraspRegionConfig:
             raise ValueError("extent_trim_fraction must be in [0, 0.5)")
         if self.full_quality_points < 1 or self.max_normal_samples < 16:
             raise ValueError("full_quality_points >= 1 and max_normal_samples >= 16 are required")
+        self.pose_params()  # validates the grasp-pose fields
 
 
 @dataclass
@@ -126,6 +150,7 @@ class GraspRegion:
     num_valid_points: int = 0
     depth_coverage: float = 0.0  # kept points / mask pixels
     quality: float = 0.0  # depth_coverage * min(1, num_valid_points / full_quality_points)
+    grasp_poses: list[GraspPose] = field(default_factory=list)  # on the part's surface, best first
 
     @property
     def ok(self) -> bool:
@@ -228,6 +253,13 @@ def compute_grasp_region(
     pixel_pitch = float(pca.centroid[2]) / (0.5 * (camera.intrinsics.fx + camera.intrinsics.fy))
     extents = pca.extents + 0.5 * pixel_pitch * np.linalg.norm(pca.axes[:2, :], axis=0)
     closing_index = 1 if abs(np.dot(pca.axes[:, 1], approach)) <= abs(np.dot(pca.axes[:, 2], approach)) else 2
+    coverage = count / mask_pixels
+    quality = float(coverage * min(1.0, count / config.full_quality_points))
+    # In the optical frame, where the pixel footprint is known; moved with the region below.
+    poses = compute_grasp_poses(
+        points, pca.centroid, pca.axes, approach, pca.axes[:, closing_index], quality,
+        pixel_pitch_m=pixel_pitch, params=config.pose_params(), trim_fraction=config.extent_trim_fraction,
+    )
 
     centroid, axes, out_points = pca.centroid, pca.axes, points
     if camera_to_target is not None:
@@ -235,10 +267,10 @@ def compute_grasp_region(
         centroid = camera_to_target.apply_to_points(centroid)
         axes = camera_to_target.rotation @ axes
         approach = camera_to_target.rotation @ approach
+        poses = [pose.transformed(camera_to_target) for pose in poses]
     colors = None
     if rgb is not None and config.with_colors:
         colors = np.asarray(rgb)[window][rows, cols].astype(np.uint8, copy=False)
-    coverage = count / mask_pixels
     return GraspRegion(
         status=GraspRegionStatus.OK,
         status_reason="",
@@ -255,7 +287,8 @@ def compute_grasp_region(
         grasp_width=float(extents[closing_index]),
         num_valid_points=count,
         depth_coverage=coverage,
-        quality=float(coverage * min(1.0, count / config.full_quality_points)),
+        quality=quality,
+        grasp_poses=poses,
     )
 
 
