@@ -286,7 +286,9 @@ def test_grasp_region_message_matches_geometry_and_markers_follow():
     markers = messages.markers_msg(array)
     kinds = [m.type for m in markers.markers]
     assert kinds[0] == 0 or markers.markers[0].action == markers.markers[0].DELETEALL
-    assert {m.ns for m in markers.markers[1:]} == {"partseg/approach", "partseg/box", "partseg/label"}
+    assert {m.ns for m in markers.markers[1:]} == {
+        "partseg/approach", "partseg/box", "partseg/label", "partseg/grasp_gripper", "partseg/grasp_approach"
+    }
     empty_region = compute_grasp_region(np.zeros_like(mask), depth, intr)
     bad = messages.grasp_region_msg(empty_region, header, 1, "block", "top")
     assert bad.status == GraspRegionMsg.STATUS_EMPTY_MASK and bad.status_reason

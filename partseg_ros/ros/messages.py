@@ -15,10 +15,14 @@ from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from partseg.msg import BoundingBox2D
+from partseg.msg import GraspPose as GraspPoseMsg
 from partseg.msg import GraspRegion as GraspRegionMsg
 from partseg.msg import GraspRegionArray, PartSegmentation
 from partseg.msg import PartInstance as PartInstanceMsg
+from partseg_ros.geometry.grasp_poses import GraspPose
 from partseg_ros.geometry.grasp_region import GraspRegion
+from partseg_ros.geometry.transforms import quaternion_to_matrix
 from partseg_ros.ros.conversions import mask_to_image, point_cloud2
 from partseg_ros.ros.overlay import PALETTE
 from partseg_ros.types import GroundingResult, PartInstance
@@ -41,6 +45,21 @@ def box_to_roi(box: Sequence[int]) -> RegionOfInterest:
     return roi
 
 
+def box_to_bbox(box: Sequence[int]) -> BoundingBox2D:
+    """Inclusive pixel box (x0, y0, x1, y1) -> vision_msgs-layout BoundingBox2D (all zeros when inverted).
+
+    Pixel centres are integers (ROS/OpenCV), so pixels x0..x1 span x0 - 0.5 to
+    x1 + 0.5: centre (x0 + x1) / 2, size x1 - x0 + 1. Axis-aligned (theta 0).
+    """
+    x0, y0, x1, y1 = (int(v) for v in box)
+    bbox = BoundingBox2D()
+    if x1 < x0 or y1 < y0:
+        return bbox
+    bbox.center.position.x, bbox.center.position.y = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
+    bbox.size_x, bbox.size_y = float(x1 - x0 + 1), float(y1 - y0 + 1)
+    return bbox
+
+
 def part_instance_msg(instance: PartInstance, header: Header) -> PartInstanceMsg:
     msg = PartInstanceMsg()
     msg.object_label = instance.object_label
@@ -49,6 +68,7 @@ def part_instance_msg(instance: PartInstance, header: Header) -> PartInstanceMsg
     msg.mask = mask_to_image(instance.mask, header)
     if instance.mask.any():
         msg.box = box_to_roi(instance.box)
+        msg.bbox = box_to_bbox(instance.box)
     msg.explanation = instance.explanation
     return msg
 
@@ -87,6 +107,21 @@ def _vector3(values: Any) -> Vector3:
     return Vector3(x=x, y=y, z=z)
 
 
+def grasp_pose_msg(pose: GraspPose) -> GraspPoseMsg:
+    """A geometry.grasp_poses.GraspPose as partseg/GraspPose (same frame as the region it belongs to)."""
+    position = np.asarray(pose.position, dtype=np.float64).reshape(3)
+    qx, qy, qz, qw = (float(v) for v in np.asarray(pose.orientation_xyzw, dtype=np.float64).reshape(4))
+    msg = GraspPoseMsg()
+    msg.pose = Pose(
+        position=Point(x=float(position[0]), y=float(position[1]), z=float(position[2])),
+        orientation=Quaternion(x=qx, y=qy, z=qz, w=qw),
+    )
+    msg.width = float(pose.width)
+    msg.pregrasp_standoff = float(pose.pregrasp_standoff)
+    msg.quality = float(pose.quality)
+    return msg
+
+
 def grasp_region_msg(
     region: GraspRegion,
     header: Header,
@@ -119,6 +154,7 @@ def grasp_region_msg(
     msg.num_valid_points = int(region.num_valid_points)
     msg.depth_coverage = float(region.depth_coverage)
     msg.quality = float(region.quality)
+    msg.grasp_poses = [grasp_pose_msg(pose) for pose in region.grasp_poses]
     return msg
 
 
@@ -130,8 +166,51 @@ def grasp_region_array_msg(header: Header, instruction: str, regions: Sequence[G
     return msg
 
 
+def grasp_pose_markers(
+    region: GraspRegionMsg, rgb: Sequence[float], lifetime: Duration, finger_length_m: float = 0.04
+) -> list[Marker]:
+    """Per grasp pose: a gripper sketch (two fingers, palm, wrist) and an arrow from the pre-grasp to the pose.
+
+    The sketch is drawn in the pose's own frame (the marker's pose is the grasp
+    pose): fingers along z at y = +-width/2, reaching half a finger past the
+    surface point, so RViz shows exactly the frame a planner gets.
+    """
+    r, g, b = rgb
+    out = []
+    for rank, pose in enumerate(region.grasp_poses):
+        marker_id = int(region.instance_index) * 64 + rank
+        alpha = 1.0 if rank == 0 else 0.5
+        half_w, tip, palm = 0.5 * float(pose.width), 0.5 * finger_length_m, -0.5 * finger_length_m
+        sketch = Marker(header=region.header, ns="partseg/grasp_gripper", id=marker_id, type=Marker.LINE_LIST)
+        sketch.pose = pose.pose
+        corners = [
+            (0.0, -half_w, palm), (0.0, -half_w, tip),  # finger
+            (0.0, half_w, palm), (0.0, half_w, tip),  # finger
+            (0.0, -half_w, palm), (0.0, half_w, palm),  # palm
+            (0.0, 0.0, palm), (0.0, 0.0, palm - finger_length_m),  # wrist
+        ]
+        sketch.points = [Point(x=x, y=y, z=z) for x, y, z in corners]
+        sketch.scale.x = 0.003 if rank == 0 else 0.0015  # line width
+        sketch.color = ColorRGBA(r=r, g=g, b=b, a=alpha)
+        sketch.lifetime = lifetime
+
+        q = pose.pose.orientation
+        z_axis = quaternion_to_matrix([q.x, q.y, q.z, q.w])[:, 2]
+        position = np.array([pose.pose.position.x, pose.pose.position.y, pose.pose.position.z])
+        start = position - z_axis * max(float(pose.pregrasp_standoff), 0.01)
+        arrow = Marker(header=region.header, ns="partseg/grasp_approach", id=marker_id, type=Marker.ARROW)
+        arrow.points = [Point(x=float(start[0]), y=float(start[1]), z=float(start[2])), pose.pose.position]
+        arrow.pose.orientation.w = 1.0
+        arrow.scale = Vector3(x=0.004, y=0.008, z=0.012)
+        arrow.color = ColorRGBA(r=r, g=g, b=b, a=alpha)
+        arrow.lifetime = lifetime
+        out.extend([sketch, arrow])
+    return out
+
+
 def markers_msg(regions: GraspRegionArray, lifetime_s: float = 0.0, arrow_length_m: float = 0.1) -> MarkerArray:
-    """RViz markers per usable region: approach arrow onto the centroid, oriented box, label.
+    """RViz markers per usable region: approach arrow onto the centroid, oriented box, label, and per
+    grasp pose a gripper sketch with an arrow from its pre-grasp position.
 
     Starts with DELETEALL so regions from the previous frame disappear.
     """
@@ -175,4 +254,5 @@ def markers_msg(regions: GraspRegionArray, lifetime_s: float = 0.0, arrow_length
         text.text = f"{label} q={region.quality:.2f} w={region.grasp_width * 100:.1f}cm"
         text.lifetime = lifetime
         out.markers.extend([arrow, box, text])
+        out.markers.extend(grasp_pose_markers(region, (r, g, b), lifetime))
     return out
