@@ -14,8 +14,9 @@ How poses are placed
    along x at empty intervals of at least ``min_gap_m`` (two sunglasses
    temples, a body split by an occluder); slabs start at the centroid in the
    segment holding it, at the middle of the others, then every ``spacing_m``
-   to both sides while the slab stays inside its segment. A short part gets
-   one slab. Only crumbs left (no piece of ``min_piece_points``): one pose at
+   to both sides while the slab stays inside its segment; the
+   ``2 * max_poses + 1`` slabs nearest the centroid are kept. A short part
+   gets one slab. Only crumbs left (no piece of ``min_piece_points``): one pose at
    the part point nearest the centroid.
 3. Within a slab, the points are split along y into connected pieces wherever
    an empty interval at least ``min_gap_m`` long separates them: a finger fits
@@ -151,21 +152,27 @@ def compute_grasp_poses(
     if params.max_poses == 0 or points.shape[0] < params.min_piece_points:
         return []
     rotation = gripper_frame(approach_out, closing_axis, np.asarray(axes, dtype=np.float64))
-    local = (points - np.asarray(centroid, dtype=np.float64)) @ rotation  # (N, 3) along x, y, z
+    # float32 offsets from the centroid: sub-micrometre exact at part scale, and twice as fast to sort.
+    offsets = points.astype(np.float32) - np.asarray(centroid, dtype=np.float32)
+    local = offsets @ rotation.astype(np.float32)  # (N, 3) along x, y, z
     along_x, along_y = local[:, 0], local[:, 1]
     low, high = _trimmed(along_x, trim_fraction)
     half = 0.5 * params.finger_width_m
     # Image-plane share of y: the half-footprint correction applies to silhouette edges only.
     y_correction = 0.5 * pixel_pitch_m * float(np.linalg.norm(rotation[:2, 1]))
-    centres = _slab_centres(along_x, params, half)
+    order_x = np.argsort(along_x)
+    sorted_x = along_x[order_x]
+    # Only the slabs nearest the centroid compete (centrality ranks them), which keeps
+    # the cost flat in the part's length.
+    centres = sorted(_slab_centres(sorted_x, params, half), key=abs)[: 2 * params.max_poses + 1]
     half_length = max(high, -low, half)
 
     candidates: list[tuple[float, np.ndarray, float, int]] = []  # (centrality, point, width, count)
     for s in centres:
-        in_slab = np.flatnonzero(np.abs(along_x - s) <= half)
+        in_slab = order_x[np.searchsorted(sorted_x, s - half, "left") : np.searchsorted(sorted_x, s + half, "right")]
         if in_slab.size < params.min_piece_points:
             continue
-        order = in_slab[np.argsort(along_y[in_slab], kind="stable")]
+        order = in_slab[np.argsort(along_y[in_slab])]
         ys = along_y[order]
         breaks = np.flatnonzero(np.diff(ys) >= params.min_gap_m) + 1
         for piece in np.split(order, breaks):
@@ -194,8 +201,8 @@ def compute_grasp_poses(
     return poses[: params.max_poses]
 
 
-def _slab_centres(along_x: np.ndarray, params: GraspPoseParams, half: float) -> list[float]:
-    """Centres (along x) of the candidate slabs, the centroid's (0) first when the part is there.
+def _slab_centres(ordered: np.ndarray, params: GraspPoseParams, half: float) -> list[float]:
+    """Centres (along x, given sorted) of the candidate slabs, the centroid's (0) first when the part is there.
 
     The part is first cut along x wherever an empty interval of at least
     ``min_gap_m`` separates its points: two sunglasses temples, or a bottle
@@ -205,7 +212,6 @@ def _slab_centres(along_x: np.ndarray, params: GraspPoseParams, half: float) -> 
     segment's middle; then every ``spacing_m`` to both sides while the slab
     stays inside the segment.
     """
-    ordered = np.sort(along_x)
     breaks = np.flatnonzero(np.diff(ordered) >= params.min_gap_m) + 1
     centres: list[float] = []
     for segment in np.split(ordered, breaks):
