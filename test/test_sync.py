@@ -162,3 +162,43 @@ def test_discard_removes_a_queued_message():
     sync.add("color", 100 * MS, "a")
     assert sync.discard("color", 100 * MS) and sync.pending("color") == 0
     assert not sync.discard("color", 100 * MS)
+
+
+def test_a_head_left_over_from_a_broken_frame_never_pairs_across_frames():
+    """Frame 1.16 s lost its camera_info; the older camera_info 1.12 s is dropped, and then the pivot
+    is chosen again: colour and depth of 1.16 s never pair with the camera_info of 1.20 s."""
+    sync, out = make(slop_ms=15)
+    sync.add("info", 1120 * MS, "info 1.12")
+    sync.add("info", 1200 * MS, "info 1.20")
+    sync.add("color", 1160 * MS, "color 1.16")
+    sync.add("depth", 1160 * MS, "depth 1.16")
+    assert out == []
+    sync.add("color", 1200 * MS, "color 1.20")
+    sync.add("depth", 1200 * MS, "depth 1.20")
+    assert [s.messages for s in out] == [("color 1.20", "depth 1.20", "info 1.20")]
+
+
+def test_streams_lagging_by_frames_pair_every_complete_frame_exactly():
+    """Executor order can put a stream several frames behind the others (per-stream order kept):
+    every complete frame is paired with its own partners, and no set spans more than slop."""
+    rng = np.random.default_rng(15)
+    for _ in range(200):
+        sync, out = make(slop_ms=15, queue_size=60)
+        streams = {"color": [], "depth": [], "info": []}
+        complete = set()
+        for k in range(30):
+            stamp = 1000 * MS + k * 40 * MS
+            missing = rng.choice(["none", "none", "color", "depth", "info"])
+            for name in streams:
+                if name != missing:
+                    streams[name].append(stamp)
+            if missing == "none":
+                complete.add(stamp)
+        position = dict.fromkeys(streams, 0)
+        while any(position[n] < len(streams[n]) for n in streams):
+            name = str(rng.choice([n for n in streams if position[n] < len(streams[n])]))
+            stamp = streams[name][position[name]]
+            position[name] += 1
+            assert sync.add(name, stamp, (name, stamp)) is None
+        assert all(s.spread_ns == 0 for s in out), [s.stamps_ns for s in out if s.spread_ns]
+        assert {s.stamps_ns[0] for s in out} == complete

@@ -145,12 +145,16 @@ class ApproximateTimeSync(Generic[T]):
         while all(state.queue for state in streams):
             pivot = max(state.queue[0][0] for state in streams)
             # A head more than slop older than the pivot can never be in a set.
+            dropped = False
             for name, state in zip(self.stream_names, streams):
                 while state.queue and pivot - state.queue[0][0] > self.slop_ns:
                     state.queue.popleft()
                     self._count_drop(UNMATCHED, name)
-            if not all(state.queue for state in streams):
-                return
+                    dropped = True
+            if dropped:
+                # A queue's next head may be newer than this pivot (its own frame's partners
+                # were lost): choose the pivot again, or a set would span more than slop.
+                continue
             # Every head now lies in [pivot - slop, pivot]; from each queue take the
             # newest message not after the pivot, so the set spans at most slop.
             messages, stamps = [], []
