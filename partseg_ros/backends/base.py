@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import difflib
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -81,6 +82,23 @@ def _nested_config_type(field: dataclasses.Field) -> type | None:
     else:
         default = field.default
     return type(default) if dataclasses.is_dataclass(default) and not isinstance(default, type) else None
+
+
+class StageClock:
+    """Per-stage wall times of one request, in milliseconds, for ``GroundingResult.timings_ms``.
+
+    Each ``lap`` charges the time since the previous one to its stage, so the
+    stages add up to the whole request and diagnostics can say where it went.
+    """
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = (now - self._clock) * 1000.0
+        self._clock = now
 
 
 class PartGroundingBackend(abc.ABC):

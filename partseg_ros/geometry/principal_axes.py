@@ -18,6 +18,47 @@ _SIGN_REFERENCE = np.array([1.0, 0.6, 0.3]) / np.linalg.norm([1.0, 0.6, 0.3])
 
 
 @dataclass(frozen=True)
+class PrincipalAxes:
+    """Second moments of a point set about a centre, by decreasing variance (no sign convention)."""
+
+    centre: np.ndarray  # (d,)
+    variances: np.ndarray  # (d,) descending
+    axes: np.ndarray  # (d, d) columns, in the order of ``variances``
+
+    @property
+    def major(self) -> np.ndarray:
+        return self.axes[:, 0]
+
+    @property
+    def minor(self) -> np.ndarray:
+        """The direction of least spread (a plane's normal)."""
+        return self.axes[:, -1]
+
+
+def principal_axes(points: np.ndarray, centre: np.ndarray | None = None) -> PrincipalAxes:
+    """PCA of (N, d) points about ``centre`` (their mean by default): the one PCA of the package.
+
+    The grasp regions, the table plane, the objects' horizontal axes and the
+    part extents all use this, so one rule decides what "the main axis" of a
+    point set is. A ``centre`` other than the points' mean is for a subsample
+    of a larger set whose mean is known. Eigenvector signs are whatever the
+    solver gives; ``principal_frame`` fixes them where a consumer relies on them.
+    """
+    # Coordinates as contiguous rows: reductions over (N, d) columns are several times slower.
+    coordinates = np.array(np.asarray(points).T, dtype=np.float64, order="C")
+    count = coordinates.shape[1]
+    if centre is None:
+        centre = coordinates.mean(axis=1)
+    coordinates -= np.asarray(centre, dtype=np.float64)[:, None]
+    # einsum's own loops, not BLAS: a threaded BLAS call on a (d, N) operand
+    # costs more in thread wake-ups (and spinning, on a busy machine) than
+    # the arithmetic, which is tiny.
+    covariance = np.einsum("ik,jk->ij", coordinates, coordinates) / count
+    variances, vectors = np.linalg.eigh(covariance)  # ascending
+    return PrincipalAxes(np.asarray(centre, dtype=np.float64), variances[::-1], vectors[:, ::-1])
+
+
+@dataclass(frozen=True)
 class PrincipalFrame:
     centroid: np.ndarray  # (3,)
     axes: np.ndarray  # (3, 3) columns: major, middle, minor
@@ -45,18 +86,11 @@ def principal_frame(points: np.ndarray, viewer: np.ndarray | None = None, trim_f
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] != 3 or points.shape[0] == 0:
         raise ValueError(f"expected (N, 3) points with N > 0, got {points.shape}")
-    # Coordinates as contiguous rows: reductions over (N, 3) columns are several times slower.
+    pca = principal_axes(points)
+    centroid, variances = pca.centre, pca.variances
     coordinates = np.array(points.T, dtype=np.float64, order="C")
-    count = coordinates.shape[1]
-    centroid = coordinates.mean(axis=1)
     coordinates -= centroid[:, None]
-    # einsum's own loops, not BLAS: a threaded BLAS call on a (3, N) operand
-    # costs more in thread wake-ups (and spinning, on a busy machine) than
-    # the arithmetic, which is tiny.
-    covariance = np.einsum("ik,jk->ij", coordinates, coordinates) / count
-    variances, vectors = np.linalg.eigh(covariance)  # ascending
-    variances, vectors = variances[::-1], vectors[:, ::-1]
-    major, minor = vectors[:, 0], vectors[:, 2]
+    major, minor = pca.major, pca.minor
     if viewer is not None and np.dot(minor, np.asarray(viewer, dtype=np.float64) - centroid) < 0:
         minor = -minor
     if np.dot(major, _SIGN_REFERENCE) < 0:

@@ -10,14 +10,13 @@ reasons that produced it.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
 from scipy import ndimage
 
-from partseg_ros.backends.base import PartGroundingBackend, config_from_options
+from partseg_ros.backends.base import PartGroundingBackend, StageClock, config_from_options
 from partseg_ros.backends.shapegrasp.decomposition import (
     Decomposition,
     DecompositionConfig,
@@ -113,15 +112,8 @@ class ShapeGraspBackend(PartGroundingBackend):
     def _ground(self, request: GroundingRequest) -> GroundingResult:
         if request.depth_m is None or request.intrinsics is None:
             raise ValueError("the shapegrasp backend needs depth_m and intrinsics (it finds objects in 3D)")
-        timings: dict[str, float] = {}
-        clock = time.perf_counter()
-
-        def lap(stage: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            timings[stage] = (now - clock) * 1000.0
-            clock = now
-
+        clock = StageClock()
+        timings, lap = clock.timings, clock.lap
         resolution = self.reasoner.resolve(request.instruction)
         lap("language")
         if resolution.unknown_object:

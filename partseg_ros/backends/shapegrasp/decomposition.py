@@ -32,7 +32,7 @@ object (see split_shape_then_colour).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -41,6 +41,7 @@ from scipy import ndimage
 
 from partseg_ros.backends.shapegrasp.colour import colour_histogram, dominant_colour
 from partseg_ros.backends.shapegrasp.segmentation import ObjectCluster
+from partseg_ros.geometry.principal_axes import principal_axes
 
 
 @dataclass
@@ -61,8 +62,53 @@ class DecompositionConfig:
     layer_colour_distance: float = 0.08  # opponent-colour distance below which two pieces share a colour
     min_end_part_share: float = 0.01  # a top/bottom layer this small is kept if its width differs clearly
     end_part_width_ratio: float = 1.8  # ...by this factor from the layer it ends (knob on a lid, foot of a glass)
-    merge_cones: bool = True  # rejoin layers that one cone explains (see merge_cone_layers)
-    slice_centred_radius: bool = True  # layer radius about each slice's own middle (see _slice_radius)
+    min_part_points: int = 15  # fewer points than this make no protrusion, lump or distinct end layer
+    # profiles
+    min_profile_size_m: float = 0.002  # sizes are floored here before their log (an empty or razor-thin slice)
+    empty_bin_weight: float = 0.3  # weight of a profile slice without points (its values are copied from a neighbour)
+    profile_trim_percent: float = 0.5  # the profile runs between these percentiles of the points along its axis
+    lying_profile_pad_m: float = 0.004  # added to a lying object's widths and heights (a flat blade is not size 0)
+    # the upright object's axis (fit_vertical_axis)
+    axis_fit_iterations: int = 3
+    axis_fit_min_scale_m: float = 0.003  # least residual scale of the down-weighting
+    axis_fit_max_radius_spread: float = 1.5  # a circle wider than this many times the points' spread is not trusted
+    # protrusions of upright objects
+    core_radius_percentile: float = 70.0  # handles are a minority of each slice; lids lie inside
+    core_radius_smoothing_bins: int = 5  # median filter over the coarse core radius profile
+    protrusion_grow_scale: float = 1.06  # hysteresis: a protrusion grows back through points beyond this radius...
+    protrusion_grow_margin_m: float = 0.003  # ...plus this margin
+    top_protrusion_percentile: float = 20.0  # a protrusion whose points from this percentile up...
+    top_object_percentile: float = 90.0  # ...lie above this percentile of the object's heights is on top
+    layer_radius_percentile: float = 60.0  # radius of a slice about its own middle
+    # raised lumps on lying pieces
+    lump_level_percentile: float = 60.0  # the piece's top level
+    lump_min_height_m: float = 0.015  # a lump rises at least this much above it...
+    lump_height_ratio: float = 0.25  # ...and this share of the level
+    lump_min_share: float = 0.05  # of the piece's surface: a lump covers more than this...
+    lump_max_share: float = 0.6  # ...and less than this
+    # extents and shapes
+    object_extent_percentile: float = 98.0  # an object's height, length and width reach this percentile (from 100 - it)
+    profile_extent_percentile: float = 95.0  # a lying slice's width and height; a protrusion's span
+    extent_percentile: float = 97.0  # robust extents run from 100 - this to this percentile
+    part_width_percentile: float = 90.0  # an upright layer's radius, a piece's horizontal spread
+    lying_thickness_percentile: float = 95.0
+    taper_end_percentile: float = 15.0  # the ends compared for the taper: below this and above 100 - this
+    min_taper_points: int = 20  # fewer points: taper 1
+    ring_min_length_m: float = 0.02  # a looped region this long is a ring (a handle)
+    hole_min_pixels: int = 20  # regions smaller than this have no hole
+    hole_min_area_px: int = 6  # enclosed background of at least this many pixels...
+    hole_min_area_share: float = 0.06  # ...and this share of the region is a hole
+    rod_elongation: float = 3.0  # length / width of a rod...
+    rod_max_width_m: float = 0.035  # ...that is at most this wide
+    cone_taper: tuple[float, float] = (0.55, 1.8)  # a taper outside this range is a cone
+    plate_thickness_ratio: float = 0.3  # a lying piece thinner than this share of its width...
+    plate_min_width_m: float = 0.015  # ...and at least this wide is a plate
+    upright_plate_ratio: float = 0.25  # an upright layer shorter than this share of its width is a plate
+    round_elongation: float = 1.35  # length / width below which a piece is round (sphere or cylinder)
+    round_thickness_ratio: float = 0.6  # ...if its thickness is at least this share of its width
+    # posture
+    ambiguous_ratio_band: tuple[float, float] = (0.6, 1.4)  # of upright_ratio: either posture may be right
+    ambiguous_min_height_m: float = 0.04  # flatter objects are read lying only
 
 
 @dataclass
@@ -113,6 +159,26 @@ class Decomposition:
         head = (f"{self.posture} object {self.length_m * 100:.1f} x {self.width_m * 100:.1f} cm, "
                 f"{self.height_m * 100:.1f} cm tall, {len(self.parts)} part(s)")
         return "; ".join([head] + [p.describe() for p in self.parts])
+
+
+class Piece(NamedTuple):
+    """Points of the object on their way to becoming a part (before attributes are measured)."""
+
+    point_idx: np.ndarray  # indices into the cluster's point arrays
+    position: str  # top | bottom | middle | side | end; LAYER_POSITION_LATER for a layer until it is named
+    protruding: bool  # a protrusion or raised lump, not a layer along the axis
+    span: tuple[float, float]  # where along the object's main axis (0..1)
+
+
+class HorizontalExtent(NamedTuple):
+    """An object's size in the table frame: its height and its extents along and across its main horizontal axis."""
+
+    centre_xy: np.ndarray  # median of the points' xy
+    along: np.ndarray  # each point's coordinate along the main horizontal axis
+    across: np.ndarray  # ...and across it
+    height_m: float
+    length_m: float  # longest horizontal extent
+    width_m: float  # horizontal extent across it
 
 
 # ----------------------------------------------------------------- profile split
@@ -194,11 +260,12 @@ def _bin_stat(values: np.ndarray, bins: np.ndarray, n_bins: int, q: float) -> np
 # ----------------------------------------------------------------- helpers
 
 
-def fit_vertical_axis(xy: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, float]:
+def fit_vertical_axis(xy: np.ndarray, config: Optional[DecompositionConfig] = None) -> tuple[np.ndarray, float]:
     """Centre and radius of a circle through horizontal points (algebraic fit, outliers down-weighted)."""
+    config = config or DecompositionConfig()
     weights = np.ones(len(xy))
     centre, radius = np.median(xy, axis=0), float(np.median(np.linalg.norm(xy - np.median(xy, axis=0), axis=1)))
-    for _ in range(iterations):
+    for _ in range(config.axis_fit_iterations):
         a = np.column_stack([xy, np.ones(len(xy))]) * weights[:, None]
         rhs = (xy**2).sum(axis=1) * weights
         try:
@@ -211,11 +278,11 @@ def fit_vertical_axis(xy: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, 
             break
         centre, radius = c, float(np.sqrt(r2))
         residual = np.abs(np.linalg.norm(xy - centre, axis=1) - radius)
-        scale = max(np.median(residual) * 3.0, 0.003)
+        scale = max(np.median(residual) * 3.0, config.axis_fit_min_scale_m)
         weights = 1.0 / (1.0 + (residual / scale) ** 2)
     # A one-sided view of a thin object can give a huge circle; fall back to the centroid then.
     spread = float(np.ptp(xy, axis=0).max()) if len(xy) else 0.0
-    if radius > spread * 1.5 or np.linalg.norm(centre - np.median(xy, axis=0)) > spread:
+    if radius > spread * config.axis_fit_max_radius_spread or np.linalg.norm(centre - np.median(xy, axis=0)) > spread:
         centre = np.median(xy, axis=0)
         radius = float(np.median(np.linalg.norm(xy - centre, axis=1)))
     return centre, radius
@@ -233,51 +300,57 @@ def _components_3d(points: np.ndarray, voxel: float) -> np.ndarray:
     return labels[keys[:, 0] + 1, keys[:, 1] + 1, keys[:, 2] + 1] - 1
 
 
-def _extents(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Robust extents (largest first) along the principal axes, and those axes (rows)."""
+def _extents(points: np.ndarray, config: DecompositionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Robust extents (largest first) along the principal axes, and those axes (rows).
+
+    Robust (percentiles, not extremes) so that a few stray points from a
+    neighbour do not make a part longer than it is; ordered by that extent,
+    not by variance, since a hollow part spreads its points unlike its size.
+    """
     if len(points) < 3:
         return np.zeros(3), np.eye(3)
     points = points[:: max(1, len(points) // 1500)]
-    centred = points - points.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred[:: max(1, len(centred) // 2000)], full_matrices=False)
-    proj = centred @ vt.T
-    ext = percentile(proj, 97, axis=0) - percentile(proj, 3, axis=0)
+    centre = points.mean(axis=0)
+    axes = principal_axes(points[:: max(1, len(points) // 2000)], centre=centre).axes.T
+    proj = (points - centre) @ axes.T
+    ext = percentile(proj, config.extent_percentile, axis=0) - percentile(proj, 100.0 - config.extent_percentile, axis=0)
     order = np.argsort(-ext)
-    return ext[order], vt[order]
+    return ext[order], axes[order]
 
 
-def _has_hole(pixels: np.ndarray) -> bool:
+def _has_hole(pixels: np.ndarray, config: DecompositionConfig) -> bool:
     """Whether an image region encloses background (a handle seen as a loop)."""
-    if len(pixels) < 20:
+    if len(pixels) < config.hole_min_pixels:
         return False
     r0, c0 = pixels.min(axis=0)
     grid = np.zeros(tuple(pixels.max(axis=0) - pixels.min(axis=0) + 3), dtype=bool)
     grid[pixels[:, 0] - r0 + 1, pixels[:, 1] - c0 + 1] = True
     grid = ndimage.binary_closing(grid, structure=np.ones((3, 3), bool))
     filled = ndimage.binary_fill_holes(grid)
-    return (filled.sum() - grid.sum()) > max(6, 0.06 * grid.sum())
+    return (filled.sum() - grid.sum()) > max(config.hole_min_area_px, config.hole_min_area_share * grid.sum())
 
 
 def classify_shape(points: np.ndarray, pixels: np.ndarray, width: float, thickness: float, length: float,
-                   taper: float, upright_layer: bool) -> str:
-    """Shape word from extents, taper and topology."""
-    if _has_hole(pixels) and length > 0.02:
+                   taper: float, upright_layer: bool, config: Optional[DecompositionConfig] = None) -> str:
+    """Shape word from extents, taper and topology: the words the knowledge base's part signatures use."""
+    c = config or DecompositionConfig()
+    if _has_hole(pixels, c) and length > c.ring_min_length_m:
         return "ring"
-    ext, _ = _extents(points)
+    ext, _ = _extents(points, c)
     e1 = max(length, ext[0])
     w = max(width, 1e-4)
-    if e1 >= 3.0 * w and w < 0.035:
+    if e1 >= c.rod_elongation * w and w < c.rod_max_width_m:
         return "rod"
-    if taper < 0.55 or taper > 1.8:
+    if taper < c.cone_taper[0] or taper > c.cone_taper[1]:
         return "cone"
-    if not upright_layer and thickness < 0.3 * w and w > 0.015:
+    if not upright_layer and thickness < c.plate_thickness_ratio * w and w > c.plate_min_width_m:
         return "plate"
-    if upright_layer and length < 0.25 * w:
+    if upright_layer and length < c.upright_plate_ratio * w:
         return "plate"
-    if e1 < 1.35 * w and thickness > 0.6 * w:
+    if e1 < c.round_elongation * w and thickness > c.round_thickness_ratio * w:
         return "sphere" if not upright_layer else "cylinder"
-    if upright_layer or e1 >= 1.35 * w:
-        return "cylinder" if (upright_layer or thickness > 0.6 * w) else "box"
+    if upright_layer or e1 >= c.round_elongation * w:
+        return "cylinder" if (upright_layer or thickness > c.round_thickness_ratio * w) else "box"
     return "blob"
 
 
@@ -285,21 +358,21 @@ def classify_shape(points: np.ndarray, pixels: np.ndarray, width: float, thickne
 
 
 def _profile_features(values: list[np.ndarray], rgb: np.ndarray, bins: np.ndarray, n_bins: int,
-                      colour_weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      config: DecompositionConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-bin (log sizes, weighted mean opponent colour) features and bin weights.
 
     Returns the geometric columns, the colour columns (already scaled by
     ``colour_weight``) and the weights separately so the split can treat a
     colour change differently from a shape change."""
     counts = np.bincount(bins, minlength=n_bins).astype(np.float64)
-    geometry = [np.log(np.maximum(_fill_empty(v, counts), 0.002)) for v in values]
+    geometry = [np.log(np.maximum(_fill_empty(v, counts), config.min_profile_size_m)) for v in values]
     colour = _opponent(rgb)
     columns = []
     for d in range(colour.shape[1]):
         sums = np.bincount(bins, weights=colour[:, d], minlength=n_bins)
         mean = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-        columns.append(_fill_empty(mean, counts) * colour_weight)
-    weights = np.where(counts > 0, 1.0, 0.3)
+        columns.append(_fill_empty(mean, counts) * config.colour_weight)
+    weights = np.where(counts > 0, 1.0, config.empty_bin_weight)
     return np.stack(geometry, axis=1), np.stack(columns, axis=1), weights
 
 
@@ -363,17 +436,30 @@ def split_shape_then_colour(geometry: np.ndarray, colour: np.ndarray, weights: n
 def ambiguous_posture(cluster: ObjectCluster, config: Optional[DecompositionConfig] = None) -> bool:
     """Whether the object could be read either way (a teapot's spout makes it long; a lying bottle is tall)."""
     config = config or DecompositionConfig()
-    height, length = _height_and_length(cluster.points_table)
-    ratio = height / max(length, 1e-3)
-    return 0.6 * config.upright_ratio <= ratio <= 1.4 * config.upright_ratio and height > 0.04
+    extent = horizontal_extent(cluster.points_table, config)
+    ratio = extent.height_m / max(extent.length_m, 1e-3)
+    low, high = config.ambiguous_ratio_band
+    return low * config.upright_ratio <= ratio <= high * config.upright_ratio and \
+        extent.height_m > config.ambiguous_min_height_m
 
 
-def _height_and_length(pts: np.ndarray) -> tuple[float, float]:
-    xy = pts[:, :2] - np.median(pts[:, :2], axis=0)
-    cov = np.cov(xy.T) if len(xy) > 2 else np.eye(2)
-    evals, evecs = np.linalg.eigh(cov)
-    along = xy @ evecs[:, np.argmax(evals)]
-    return float(percentile(pts[:, 2], 98)), float(percentile(along, 98) - percentile(along, 2))
+def horizontal_extent(pts: np.ndarray, config: Optional[DecompositionConfig] = None) -> HorizontalExtent:
+    """Height, and robust extents along and across the main horizontal axis, of table-frame points.
+
+    One definition of an object's size, used both to choose its posture and
+    to describe it, so the two never disagree.
+    """
+    high = (config or DecompositionConfig()).object_extent_percentile
+    low = 100.0 - high
+    xy = pts[:, :2]
+    centre_xy = np.median(xy, axis=0)
+    major = principal_axes(xy).major if len(xy) > 2 else np.array([1.0, 0.0])
+    minor = np.array([-major[1], major[0]])
+    along = (xy - centre_xy) @ major
+    across = (xy - centre_xy) @ minor
+    length = float(percentile(along, high) - percentile(along, low))
+    width = float(percentile(across, high) - percentile(across, low))
+    return HorizontalExtent(centre_xy, along, across, float(percentile(pts[:, 2], high)), length, width)
 
 
 def decompose(cluster: ObjectCluster, config: Optional[DecompositionConfig] = None,
@@ -385,77 +471,68 @@ def decompose(cluster: ObjectCluster, config: Optional[DecompositionConfig] = No
     """
     config = config or DecompositionConfig()
     pts = cluster.points_table
-    z = pts[:, 2]
-    xy = pts[:, :2]
-    centre_xy = np.median(xy, axis=0)
-    cov = np.cov((xy - centre_xy).T) if len(xy) > 2 else np.eye(2)
-    evals, evecs = np.linalg.eigh(cov)
-    major = evecs[:, np.argmax(evals)]
-    minor = np.array([-major[1], major[0]])
-    along = (xy - centre_xy) @ major
-    across = (xy - centre_xy) @ minor
-    length = float(percentile(along, 98) - percentile(along, 2))
-    width = float(percentile(across, 98) - percentile(across, 2))
-    height = float(percentile(z, 98))
+    extent = horizontal_extent(pts, config)
+    height, length, width = extent.height_m, extent.length_m, extent.width_m
     # Surface weight of each point: a pixel covers depth^2 / f^2 of surface, so near and far count alike.
     area = cluster.points_camera[:, 2] ** 2
     upright = height >= config.upright_ratio * max(length, 1e-3) if posture is None else posture == "upright"
-    axis_centre = centre_xy.copy()  # the upright split replaces it with the fitted vertical axis
-
-    groups: list[tuple[np.ndarray, str, bool, tuple[float, float]]] = []  # (point idx, position, protruding, span)
     if upright:
-        groups = _upright_parts(pts, cluster, config, axis_centre)
+        pieces, axis_centre = _upright_pieces(pts, cluster, config)
     else:
-        groups = _lying_parts(pts, along, across, cluster, config)
+        pieces, axis_centre = _lying_pieces(pts, extent.along, extent.across, cluster, config), extent.centre_xy
 
     total_area = float(area.sum()) or 1.0
     # Tiny pieces go back to the neighbouring part with the most points nearby.
-    groups = _absorb_small(groups, pts, area, total_area, config, upright)
-    groups = _order_positions(groups, upright)
-
-    parts: list[GeometricPart] = []
-    for index, (idx, position, protruding, span) in enumerate(groups):
-        p = pts[idx]
-        hist = colour_histogram(cluster.rgb[idx])
-        ext, axes = _extents(p)
-        if upright and not protruding:
-            radial = np.linalg.norm(p[:, :2] - axis_centre, axis=1)
-            part_width = float(2 * percentile(radial, 90)) if len(radial) else 0.0
-            part_length = float(np.ptp(p[:, 2])) if len(p) else 0.0
-            part_thickness = part_width
-        else:
-            part_length = float(ext[0])
-            part_width = float(ext[1])
-            part_thickness = float(percentile(p[:, 2], 95)) if not upright else float(ext[2])
-        taper = _taper(p, axes[0]) if len(p) > 20 else 1.0
-        shape = classify_shape(p, cluster.pixels[idx], part_width, part_thickness, part_length, taper,
-                               upright and not protruding)
-        parts.append(
-            GeometricPart(
-                index=index,
-                point_idx=idx,
-                shape=shape,
-                position=position,
-                share=float(area[idx].sum() / total_area),
-                length_m=part_length,
-                width_m=part_width,
-                thickness_m=part_thickness,
-                protruding=protruding,
-                colour=dominant_colour(hist),
-                colour_hist=hist,
-                centroid=p.mean(axis=0) if len(p) else np.zeros(3),
-                axis_span=span,
-            )
-        )
-    _set_adjacency(parts, cluster)
+    pieces = _absorb_small(pieces, pts, area, total_area, config, upright)
+    pieces = _order_positions(pieces, upright)
+    parts = [_measure_part(index, piece, pts, cluster, area, total_area, upright, axis_centre, config)
+             for index, piece in enumerate(pieces)]
+    for part, adjacent in zip(parts, part_adjacency(parts, cluster)):
+        part.adjacent = adjacent
     return Decomposition("upright" if upright else "lying", height, length, width, parts)
 
 
-def _taper(points: np.ndarray, axis: np.ndarray) -> float:
+def _measure_part(index: int, piece: Piece, pts: np.ndarray, cluster: ObjectCluster, area: np.ndarray,
+                  total_area: float, upright: bool, axis_centre: np.ndarray, config: DecompositionConfig) -> GeometricPart:
+    """The attributes of one piece: sizes, shape word, colour, share of the object's surface."""
+    idx = piece.point_idx
+    p = pts[idx]
+    hist = colour_histogram(cluster.rgb[idx])
+    ext, axes = _extents(p, config)
+    if upright and not piece.protruding:
+        radial = np.linalg.norm(p[:, :2] - axis_centre, axis=1)
+        part_width = float(2 * percentile(radial, config.part_width_percentile)) if len(radial) else 0.0
+        part_length = float(np.ptp(p[:, 2])) if len(p) else 0.0
+        part_thickness = part_width
+    else:
+        part_length = float(ext[0])
+        part_width = float(ext[1])
+        part_thickness = float(percentile(p[:, 2], config.lying_thickness_percentile)) if not upright else float(ext[2])
+    taper = _taper(p, axes[0], config) if len(p) > config.min_taper_points else 1.0
+    shape = classify_shape(p, cluster.pixels[idx], part_width, part_thickness, part_length, taper,
+                           upright and not piece.protruding, config)
+    return GeometricPart(
+        index=index,
+        point_idx=idx,
+        shape=shape,
+        position=piece.position,
+        share=float(area[idx].sum() / total_area),
+        length_m=part_length,
+        width_m=part_width,
+        thickness_m=part_thickness,
+        protruding=piece.protruding,
+        colour=dominant_colour(hist),
+        colour_hist=hist,
+        centroid=p.mean(axis=0) if len(p) else np.zeros(3),
+        axis_span=piece.span,
+    )
+
+
+def _taper(points: np.ndarray, axis: np.ndarray, config: DecompositionConfig) -> float:
     """Width at the low end over width at the high end along an axis (1 = constant)."""
     points = points[:: max(1, len(points) // 800)]
     t = (points - points.mean(axis=0)) @ axis
-    lo, hi = percentile(t, 15), percentile(t, 85)
+    lo, hi = percentile(t, config.taper_end_percentile), percentile(t, 100.0 - config.taper_end_percentile)
     a, b = points[t <= lo], points[t >= hi]
     if len(a) < 5 or len(b) < 5:
         return 1.0
@@ -463,18 +540,18 @@ def _taper(points: np.ndarray, axis: np.ndarray) -> float:
     def spread(q: np.ndarray) -> float:
         r = q - q.mean(axis=0)
         r -= np.outer(r @ axis, axis)
-        return float(percentile(np.linalg.norm(r, axis=1), 90)) + 1e-3
+        return float(percentile(np.linalg.norm(r, axis=1), config.part_width_percentile)) + 1e-3
 
     return spread(a) / spread(b)
 
 
-def _linear_fit_cost(radius: np.ndarray, weights: np.ndarray) -> float:
+def _linear_fit_cost(radius: np.ndarray, weights: np.ndarray, floor: float) -> float:
     """Weighted squared log error of the best straight radius line through a run of slices (a cone)."""
     z = np.arange(len(radius), dtype=np.float64)
     w = np.sqrt(weights)
     slope, offset = np.linalg.lstsq(np.column_stack([z, np.ones_like(z)]) * w[:, None], radius * w, rcond=None)[0]
-    fitted = np.maximum(slope * z + offset, 0.002)
-    return float((weights * (np.log(fitted) - np.log(np.maximum(radius, 0.002))) ** 2).sum())
+    fitted = np.maximum(slope * z + offset, floor)
+    return float((weights * (np.log(fitted) - np.log(np.maximum(radius, floor))) ** 2).sum())
 
 
 def merge_cone_layers(segments: list[tuple[int, int]], radius: np.ndarray, colour: np.ndarray, weights: np.ndarray,
@@ -488,7 +565,7 @@ def merge_cone_layers(segments: list[tuple[int, int]], radius: np.ndarray, colou
     penalty); a stem under the bowl does not lie on the bowl's line.
     """
     segments = list(segments)
-    filled = np.maximum(radius, 0.002)
+    filled = np.maximum(radius, config.min_profile_size_m)
     k = 0
     while k < len(segments) - 1:
         (a, m), (_, b) = segments[k], segments[k + 1]
@@ -497,14 +574,15 @@ def merge_cone_layers(segments: list[tuple[int, int]], radius: np.ndarray, colou
         same_colour = np.linalg.norm(mean_a - mean_b) / max(config.colour_weight, 1e-6) < config.layer_colour_distance
         log_r = np.log(filled)
         constant = _piece_cost(log_r[a:m, None], weights[a:m]) + _piece_cost(log_r[m:b, None], weights[m:b])
-        if same_colour and _linear_fit_cost(filled[a:b], weights[a:b]) <= constant + config.split_penalty:
+        if same_colour and _linear_fit_cost(filled[a:b], weights[a:b], config.min_profile_size_m) \
+                <= constant + config.split_penalty:
             segments[k:k + 2] = [(a, b)]
         else:
             k += 1
     return segments
 
 
-def _slice_radius(points: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarray:
+def _slice_radius(points: np.ndarray, bins: np.ndarray, n_bins: int, config: DecompositionConfig) -> np.ndarray:
     """Per-slice radius measured about each slice's own middle, not the object's fitted axis.
 
     One fitted axis is off-centre for parts of another width (the circle fit
@@ -514,7 +592,7 @@ def _slice_radius(points: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarr
     cx = _bin_stat(points[:, 0], bins, n_bins, 50)
     cy = _bin_stat(points[:, 1], bins, n_bins, 50)
     dist = np.hypot(points[:, 0] - cx[bins], points[:, 1] - cy[bins])
-    return _bin_stat(dist, bins, n_bins, 60)
+    return _bin_stat(dist, bins, n_bins, config.layer_radius_percentile)
 
 
 # Layers (pieces along the axis) are named top / bottom / end / middle by _order_positions once small pieces are
@@ -522,24 +600,27 @@ def _slice_radius(points: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarr
 LAYER_POSITION_LATER = ""
 
 
-def _upright_parts(pts: np.ndarray, cluster: ObjectCluster, config: DecompositionConfig, axis_centre: np.ndarray):
+def _upright_pieces(pts: np.ndarray, cluster: ObjectCluster,
+                    config: DecompositionConfig) -> tuple[list[Piece], np.ndarray]:
+    """Protrusions, then layers of the core along the vertical axis; and that axis' centre (xy)."""
     z = pts[:, 2]
-    centre, _ = fit_vertical_axis(pts[:, :2])
+    centre, _ = fit_vertical_axis(pts[:, :2], config)
     radial = np.linalg.norm(pts[:, :2] - centre, axis=1)
-    z_lo, z_hi = float(min(percentile(z, 0.5), 0.0)), float(percentile(z, 99.5)) + 1e-4
+    z_lo = float(min(percentile(z, config.profile_trim_percent), 0.0))
+    z_hi = float(percentile(z, 100.0 - config.profile_trim_percent)) + 1e-4
     edges = np.linspace(z_lo, z_hi, config.bins + 1)
     bins = _binned(z, edges)
     # The core radius is taken over coarser slices than the profile: a handle must stay a minority of each.
     coarse_bins = _binned(z, np.linspace(z_lo, z_hi, config.protrusion_bins + 1))
-    core_r = _bin_stat(radial, coarse_bins, config.protrusion_bins, 70)  # handles are a minority; lids lie inside
+    core_r = _bin_stat(radial, coarse_bins, config.protrusion_bins, config.core_radius_percentile)
     counts = np.bincount(coarse_bins, minlength=config.protrusion_bins)
     core_r = _fill_empty(core_r, counts)
-    core_r = ndimage.median_filter(core_r, size=5, mode="nearest")
+    core_r = ndimage.median_filter(core_r, size=config.core_radius_smoothing_bins, mode="nearest")
     strong = radial > core_r[coarse_bins] * config.protrusion_scale + config.protrusion_margin_m
     # Hysteresis: a protrusion grows back to where it leaves the body, through points just outside the core.
-    weak = radial > core_r[coarse_bins] * 1.06 + 0.003
+    weak = radial > core_r[coarse_bins] * config.protrusion_grow_scale + config.protrusion_grow_margin_m
 
-    groups = []
+    pieces: list[Piece] = []
     core = np.ones(len(pts), dtype=bool)
     if strong.any():
         out_idx = np.flatnonzero(weak)
@@ -552,66 +633,74 @@ def _upright_parts(pts: np.ndarray, cluster: ObjectCluster, config: Decompositio
         total = float(area.sum())
         for label in np.unique(labels):
             member = out_idx[labels == label]
-            if area[member].sum() / total >= config.min_part_share and len(member) >= 15:
+            if area[member].sum() / total >= config.min_part_share and len(member) >= config.min_part_points:
                 zc = z[member]
-                span = (float((percentile(zc, 5) - z_lo) / (z_hi - z_lo)), float((percentile(zc, 95) - z_lo) / (z_hi - z_lo)))
-                position = "top" if percentile(zc, 20) > percentile(z, 90) else "side"
-                groups.append((member, position, True, span))
+                top = config.profile_extent_percentile
+                span = (float((percentile(zc, 100.0 - top) - z_lo) / (z_hi - z_lo)),
+                        float((percentile(zc, top) - z_lo) / (z_hi - z_lo)))
+                on_top = percentile(zc, config.top_protrusion_percentile) > percentile(z, config.top_object_percentile)
+                pieces.append(Piece(member, "top" if on_top else "side", True, span))
             else:
                 core[member] = True
     core_idx = np.flatnonzero(core)
-    axis_centre[:] = centre
     if len(core_idx) == 0:
-        return groups
+        return pieces, centre
     cbins = bins[core_idx]
-    r_profile = _slice_radius(pts[core_idx], cbins, config.bins) if config.slice_centred_radius \
-        else _bin_stat(radial[core_idx], cbins, config.bins, 60)
-    geometry, colour, weights = _profile_features([r_profile], cluster.rgb[core_idx], cbins, config.bins,
-                                                  config.colour_weight)
+    r_profile = _slice_radius(pts[core_idx], cbins, config.bins, config)
+    geometry, colour, weights = _profile_features([r_profile], cluster.rgb[core_idx], cbins, config.bins, config)
     segments = split_shape_then_colour(geometry, colour, weights, config)
-    if config.merge_cones:
-        segments = merge_cone_layers(segments, r_profile, colour, weights, config)
+    segments = merge_cone_layers(segments, r_profile, colour, weights, config)
     for s, e in segments:
         member = core_idx[(cbins >= s) & (cbins < e)]
         if len(member):
-            groups.append((member, LAYER_POSITION_LATER, False, (s / config.bins, e / config.bins)))
-    return groups
+            pieces.append(Piece(member, LAYER_POSITION_LATER, False, (s / config.bins, e / config.bins)))
+    return pieces, centre
 
 
-def _lying_parts(pts: np.ndarray, along: np.ndarray, across: np.ndarray, cluster: ObjectCluster, config: DecompositionConfig):
+def _lying_pieces(pts: np.ndarray, along: np.ndarray, across: np.ndarray, cluster: ObjectCluster,
+                  config: DecompositionConfig) -> list[Piece]:
+    """Layers along the main horizontal axis, each with a raised lump on top split off as its own piece."""
     z = pts[:, 2]
-    a_lo, a_hi = float(percentile(along, 0.5)), float(percentile(along, 99.5)) + 1e-4
+    a_lo = float(percentile(along, config.profile_trim_percent))
+    a_hi = float(percentile(along, 100.0 - config.profile_trim_percent)) + 1e-4
     edges = np.linspace(a_lo, a_hi, config.bins + 1)
     bins = _binned(along, edges)
-    width = _bin_stat(across, bins, config.bins, 95) - _bin_stat(across, bins, config.bins, 5)
-    height = _bin_stat(z, bins, config.bins, 95)
-    geometry, colour, weights = _profile_features([width + 0.004, height + 0.004], cluster.rgb, bins, config.bins,
-                                                  config.colour_weight)
+    top = config.profile_extent_percentile
+    width = _bin_stat(across, bins, config.bins, top) - _bin_stat(across, bins, config.bins, 100.0 - top)
+    height = _bin_stat(z, bins, config.bins, top)
+    pad = config.lying_profile_pad_m
+    geometry, colour, weights = _profile_features([width + pad, height + pad], cluster.rgb, bins, config.bins, config)
     segments = split_shape_then_colour(geometry, colour, weights, config)
-    groups = []
-    pieces = [((bins >= s) & (bins < e), (s / config.bins, e / config.bins)) for s, e in segments]
-    pieces = [(np.flatnonzero(m), span) for m, span in pieces if m.any()]
-    for member, span in pieces:
+    pieces: list[Piece] = []
+    layers = [((bins >= s) & (bins < e), (s / config.bins, e / config.bins)) for s, e in segments]
+    layers = [(np.flatnonzero(m), span) for m, span in layers if m.any()]
+    for member, span in layers:
         # A raised lump on top of a piece (knob, tissue, lid handle) becomes its own top part.
         zm = z[member]
-        top_level = percentile(zm, 60)
-        lump = zm > top_level + max(0.015, 0.25 * top_level)
+        top_level = percentile(zm, config.lump_level_percentile)
+        lump = zm > top_level + max(config.lump_min_height_m, config.lump_height_ratio * top_level)
         area = cluster.points_camera[member, 2] ** 2
-        if lump.sum() >= 15 and area[lump].sum() / area.sum() > 0.05 and area[lump].sum() / area.sum() < 0.6:
-            groups.append((member[~lump], LAYER_POSITION_LATER, False, span))
-            groups.append((member[lump], "top", True, span))
+        share = area[lump].sum() / area.sum()
+        if lump.sum() >= config.min_part_points and config.lump_min_share < share < config.lump_max_share:
+            pieces.append(Piece(member[~lump], LAYER_POSITION_LATER, False, span))
+            pieces.append(Piece(member[lump], "top", True, span))
         else:
-            groups.append((member, LAYER_POSITION_LATER, False, span))
-    return groups
+            pieces.append(Piece(member, LAYER_POSITION_LATER, False, span))
+    return pieces
 
 
-def _horizontal_spread(points: np.ndarray) -> float:
-    """Robust horizontal diameter of a set of points (twice the 90th-percentile distance from their middle)."""
+def _horizontal_spread(points: np.ndarray, config: DecompositionConfig) -> float:
+    """Robust horizontal diameter of a set of points (twice a high percentile of the distance from their middle)."""
     xy = points[:, :2]
-    return 2.0 * float(percentile(np.linalg.norm(xy - np.median(xy, axis=0), axis=1), 90)) + 1e-3
+    return 2.0 * float(percentile(np.linalg.norm(xy - np.median(xy, axis=0), axis=1), config.part_width_percentile)) + 1e-3
 
 
-def _distinct_end_layers(groups, pts: np.ndarray, area: np.ndarray, total_area: float,
+def _layers_bottom_up(pieces: list[Piece]) -> list[int]:
+    """Indices of the layers (not protrusions) in order along the axis."""
+    return sorted((k for k, piece in enumerate(pieces) if not piece.protruding), key=lambda k: pieces[k].span[0])
+
+
+def _distinct_end_layers(pieces: list[Piece], pts: np.ndarray, area: np.ndarray, total_area: float,
                          config: DecompositionConfig) -> set[int]:
     """Indices of small top/bottom layers that are much narrower or wider than the layer they end.
 
@@ -619,51 +708,52 @@ def _distinct_end_layers(groups, pts: np.ndarray, area: np.ndarray, total_area: 
     share of what the camera sees and still be a part: an end layer whose
     width differs clearly from its neighbour's is not noise.
     """
-    layers = sorted((k for k, g in enumerate(groups) if not g[2]), key=lambda k: groups[k][3][0])
+    layers = _layers_bottom_up(pieces)
     keep: set[int] = set()
     if len(layers) < 2:
         return keep
     for end, neighbour in ((layers[0], layers[1]), (layers[-1], layers[-2])):
-        member = groups[end][0]
-        if len(member) < 15 or area[member].sum() / total_area < config.min_end_part_share:
+        member = pieces[end].point_idx
+        if len(member) < config.min_part_points or area[member].sum() / total_area < config.min_end_part_share:
             continue
-        ratio = _horizontal_spread(pts[member]) / _horizontal_spread(pts[groups[neighbour][0]])
+        ratio = _horizontal_spread(pts[member], config) / _horizontal_spread(pts[pieces[neighbour].point_idx], config)
         if max(ratio, 1.0 / ratio) >= config.end_part_width_ratio:
             keep.add(end)
     return keep
 
 
-def _absorb_small(groups, pts: np.ndarray, area: np.ndarray, total_area: float, config: DecompositionConfig,
-                  upright: bool = False):
+def _absorb_small(pieces: list[Piece], pts: np.ndarray, area: np.ndarray, total_area: float,
+                  config: DecompositionConfig, upright: bool) -> list[Piece]:
     """Merge pieces below the minimum share into the nearest remaining piece (distinct end layers stay)."""
-    kept = _distinct_end_layers(groups, pts, area, total_area, config) if upright else set()
-    is_big = [k in kept or area[g[0]].sum() / total_area >= config.min_part_share for k, g in enumerate(groups)]
-    big = [g for g, b in zip(groups, is_big) if b]
-    small = [g for g, b in zip(groups, is_big) if not b]
+    kept = _distinct_end_layers(pieces, pts, area, total_area, config) if upright else set()
+    is_big = [k in kept or area[piece.point_idx].sum() / total_area >= config.min_part_share
+              for k, piece in enumerate(pieces)]
+    big = [piece for piece, b in zip(pieces, is_big) if b]
+    small = [piece for piece, b in zip(pieces, is_big) if not b]
     if not big:
-        return [(np.concatenate([g[0] for g in groups]), "middle", False, (0.0, 1.0))] if groups else []
-    for idx, _, small_protruding, small_span in small:
-        centroid = pts[idx].mean(axis=0)
-        nearest = int(np.argmin([np.linalg.norm(pts[g[0]].mean(axis=0) - centroid) for g in big]))
-        member, position, protruding, span = big[nearest]
-        if not protruding and not small_protruding:  # a merged layer widens the span it covers
-            span = (min(span[0], small_span[0]), max(span[1], small_span[1]))
-        big[nearest] = (np.concatenate([member, idx]), position, protruding, span)
+        return [Piece(np.concatenate([piece.point_idx for piece in pieces]), "middle", False, (0.0, 1.0))] if pieces else []
+    for piece in small:
+        centroid = pts[piece.point_idx].mean(axis=0)
+        nearest = int(np.argmin([np.linalg.norm(pts[b.point_idx].mean(axis=0) - centroid) for b in big]))
+        target = big[nearest]
+        span = target.span
+        if not target.protruding and not piece.protruding:  # a merged layer widens the span it covers
+            span = (min(span[0], piece.span[0]), max(span[1], piece.span[1]))
+        big[nearest] = target._replace(point_idx=np.concatenate([target.point_idx, piece.point_idx]), span=span)
     return big
 
 
-def _order_positions(groups, upright: bool):
+def _order_positions(pieces: list[Piece], upright: bool) -> list[Piece]:
     """Position words of the pieces along the axis, given after small pieces were merged away.
 
     A base ring too small to keep is merged into the piece above it; that piece
     is then the lowest one and must say "bottom" (not the "middle" it had
     while the ring was below it). Protrusions keep their own positions.
     """
-    layers = sorted((k for k, g in enumerate(groups) if not g[2]), key=lambda k: groups[k][3][0])
+    layers = _layers_bottom_up(pieces)
     ends = ("bottom", "top") if upright else ("end", "end")
-    out = list(groups)
+    out = list(pieces)
     for rank, k in enumerate(layers):
-        member, position, protruding, span = groups[k]
         if len(layers) == 1:
             position = "middle"
         elif rank == 0:
@@ -672,14 +762,18 @@ def _order_positions(groups, upright: bool):
             position = ends[1]
         else:
             position = "middle"
-        out[k] = (member, position, protruding, span)
+        out[k] = pieces[k]._replace(position=position)
     return out
 
 
-def _set_adjacency(parts: list[GeometricPart], cluster: ObjectCluster) -> None:
-    """Parts whose pixels touch (4-neighbours in the image, one pixel gap allowed) are adjacent."""
+def part_adjacency(parts: list[GeometricPart], cluster: ObjectCluster) -> list[list[int]]:
+    """For each part, the indices of the parts whose pixels touch it (4-neighbours in the image, one pixel gap allowed).
+
+    The knowledge base's signatures say which parts meet (a handle meets the
+    body, a cap meets the neck); this is what they are matched against.
+    """
     if len(parts) < 2:
-        return
+        return [[] for _ in parts]
     r0, c0 = cluster.pixels.min(axis=0)
     shape = tuple(cluster.pixels.max(axis=0) - cluster.pixels.min(axis=0) + 1)
     label = np.full(shape, -1, dtype=np.int32)
@@ -691,5 +785,5 @@ def _set_adjacency(parts: list[GeometricPart], cluster: ObjectCluster) -> None:
         for a, b in ((label[step:, :], label[:-step, :]), (label[:, step:], label[:, :-step])):
             touching = (a >= 0) & (b >= 0) & (a != b)
             pairs.update(zip(a[touching].tolist(), b[touching].tolist()))
-    for part in parts:
-        part.adjacent = sorted({b for a, b in pairs if a == part.index} | {a for a, b in pairs if b == part.index})
+    return [sorted({b for a, b in pairs if a == part.index} | {a for a, b in pairs if b == part.index})
+            for part in parts]

@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from partseg_ros.backends.shapegrasp.colour import colour_histogram
 from partseg_ros.backends.shapegrasp.table import TablePlane
+from partseg_ros.geometry.principal_axes import principal_axes
 
 
 @dataclass
@@ -361,9 +362,8 @@ class ThinAxis:
         if len(points_table) < 5:
             return None
         xy = points_table[:, :2]
-        centre = xy.mean(axis=0)
-        _, vecs = np.linalg.eigh(np.cov((xy - centre).T))
-        axis, normal = vecs[:, 1], vecs[:, 0]
+        pca = principal_axes(xy)
+        centre, axis, normal = pca.centre, pca.major, pca.minor
         along = (xy - centre) @ axis
         across = (xy - centre) @ normal
         lo, hi = float(percentile(along, 2)), float(percentile(along, 98))
@@ -462,18 +462,21 @@ def merge_object_pieces(clusters: list[ObjectCluster], config: SegmentationConfi
     touch but differ in colour. Same-coloured objects that really touch are
     still merged, a known limit.
     """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
 
     if len(clusters) < 2:
         return clusters
     n = len(clusters)
-    parent = list(range(n))
+    joins: list[tuple[int, int]] = []
+    component = np.arange(n)  # object of each piece so far; pairs already in one object are not tested again
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+    def join(i: int, j: int) -> None:
+        joins.append((i, j))
+        rows, cols = zip(*joins)
+        graph = coo_matrix((np.ones(len(joins)), (rows, cols)), shape=(n, n))
+        component[:] = connected_components(graph, directed=False)[1]
 
     reach = max(config.touch_distance_m, config.stacked_distance_m)
     lows = [c.points_table.min(axis=0) - reach for c in clusters]
@@ -495,7 +498,7 @@ def merge_object_pieces(clusters: list[ObjectCluster], config: SegmentationConfi
     trees: dict[int, object] = {}
     for i in range(n):
         for j in range(i + 1, n):
-            if np.any(lows[i] > highs[j]) or np.any(lows[j] > highs[i]) or find(i) == find(j):
+            if np.any(lows[i] > highs[j]) or np.any(lows[j] > highs[i]) or component[i] == component[j]:
                 continue
             if i not in trees:
                 trees[i] = cKDTree(samples[i])
@@ -509,10 +512,10 @@ def merge_object_pieces(clusters: list[ObjectCluster], config: SegmentationConfi
                 continue
             if rgb is not None and depth is not None and occlusion_boundary(clusters[i], clusters[j], rgb, depth, config):
                 continue
-            parent[find(j)] = find(i)
+            join(i, j)
     groups: dict[int, list[int]] = {}
     for i in range(n):
-        groups.setdefault(find(i), []).append(i)
+        groups.setdefault(int(component[i]), []).append(i)
     sizes = [len(c.points_table) for c in clusters]
     merged = []
     for members in sorted(groups.values(), key=lambda m: -sum(sizes[k] for k in m)):

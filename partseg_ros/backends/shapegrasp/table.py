@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from partseg_ros.geometry.principal_axes import principal_axes
 from partseg_ros.types import CameraIntrinsics
 
 
@@ -106,8 +107,7 @@ def fit_table_plane(
         if len(inliers) < 10:
             break
         centre = inliers.mean(axis=0)
-        _, _, vt = np.linalg.svd(inliers[:: max(1, len(inliers) // 20000)] - centre, full_matrices=False)
-        refined = vt[2]
+        refined = principal_axes(inliers[:: max(1, len(inliers) // 20000)], centre=centre).minor
         if refined @ normal < 0:
             refined = -refined
         normal, offset = refined, -float(refined @ centre)
