@@ -19,13 +19,12 @@ Recognition and part masks are learned (from generated data, see
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 
-from partseg_ros.backends.base import PartGroundingBackend, config_from_options
+from partseg_ros.backends.base import PartGroundingBackend, StageClock, config_from_options
 from partseg_ros.backends.pisa_rgbd.crops import crop_inputs, height_above_plane, paste_crop, square_window
 from partseg_ros.backends.pisa_rgbd.vocabulary import query_text
 from partseg_ros.backends.shapegrasp.colour import colour_histogram
@@ -152,14 +151,8 @@ class PisaRgbdBackend(PartGroundingBackend):
         if request.depth_m is None or request.intrinsics is None:
             raise ValueError("the pisa_rgbd backend needs depth_m and intrinsics (it crops objects found in 3D)")
         cfg = self.config
-        timings: dict[str, float] = {}
-        clock = time.perf_counter()
-
-        def lap(stage: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            timings[stage] = (now - clock) * 1000.0
-            clock = now
+        clock = StageClock()
+        timings, lap = clock.timings, clock.lap
 
         resolution = self.reasoner.resolve(request.instruction)
         lap("language")

@@ -27,7 +27,7 @@ def save_model(folder: Path, model: RgbdPartGrounder, crops: CropSettings, recor
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.trainable_state_dict().items()}
     save_file(state, str(folder / WEIGHTS))
     config = {"format": FORMAT, "model": model.config.to_dict(), "crops": crops.__dict__, "text_encoder": TEXT_ENCODER,
               "record": record or {}}
@@ -53,6 +53,7 @@ def load_model(source: Optional[str] = None, device: str | torch.device = "cpu",
     model = RgbdPartGrounder(GrounderConfig.from_dict(config["model"]))
     state = load_file(str(folder / WEIGHTS))
     missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("backbone.")]  # the frozen backbone has its own checkpoint
     if missing or unexpected:
         raise ValueError(f"{folder / WEIGHTS} does not match its config: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")

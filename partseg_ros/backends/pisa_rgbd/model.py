@@ -40,6 +40,11 @@ class GrounderConfig:
     scalar_dim: int = 2
     heads: int = 4
     decoder_layers: int = 2
+    # "cnn": the RGB-D encoder alone, trained from scratch. "dinov2": frozen DINOv2 patch features of the crop's
+    # colour are pooled onto the coarse grid and added to its tokens (the CNN still carries depth and fine detail).
+    encoder: str = "cnn"
+    dinov2: str = ""  # local folder or hub id of a transformers Dinov2Model, for encoder "dinov2"
+    dinov2_input: int = 224
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,6 +131,29 @@ class RgbdPartGrounder(nn.Module):
         self.hyper = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, config.pixel_dim))
         self.image_to_pixels = nn.Linear(dim, config.pixel_dim)
         self.presence_head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, 1))
+        self.backbone = None
+        if config.encoder == "dinov2":
+            self.backbone = _frozen_dinov2(config.dinov2)
+            self.backbone_proj = nn.Linear(self.backbone.config.hidden_size, dim)
+        elif config.encoder != "cnn":
+            raise ValueError(f"unknown encoder {config.encoder!r}; use 'cnn' or 'dinov2'")
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """What a model folder stores: everything but the frozen backbone, which loads from its own checkpoint."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+
+    def _backbone_tokens(self, crops: torch.Tensor) -> torch.Tensor:
+        rgb = crops[:, 0:3] * 0.25 + 0.5  # back to [0, 1] colour
+        mean = rgb.new_tensor([0.485, 0.456, 0.406])[None, :, None, None]
+        std = rgb.new_tensor([0.229, 0.224, 0.225])[None, :, None, None]
+        size = self.config.dinov2_input
+        pixels = F.interpolate((rgb - mean) / std, size=(size, size), mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            hidden = self.backbone(pixel_values=pixels).last_hidden_state[:, 1:]
+        side = int(round(hidden.shape[1] ** 0.5))
+        grid = hidden.transpose(1, 2).reshape(hidden.shape[0], -1, side, side)
+        pooled = F.adaptive_avg_pool2d(grid, self.grid).flatten(2).transpose(1, 2)
+        return self.backbone_proj(pooled)
 
     def encode(self, crops: torch.Tensor, scalars: torch.Tensor) -> CropFeatures:
         levels = [self.stem(crops)]
@@ -133,6 +161,8 @@ class RgbdPartGrounder(nn.Module):
             levels.append(stage(levels[-1]))
         top = self.to_tokens(levels[-1])
         tokens = top.flatten(2).transpose(1, 2) + self.scalar_proj(scalars)[:, None, :]
+        if self.backbone is not None:
+            tokens = tokens + self._backbone_tokens(crops)
         pixels = self.top(top)
         for level, lateral in zip(reversed(levels[:-1]), reversed(self.laterals)):
             pixels = F.interpolate(pixels, size=level.shape[-2:], mode="bilinear", align_corners=False) + lateral(level)
@@ -160,3 +190,17 @@ class RgbdPartGrounder(nn.Module):
     def forward(self, crops: torch.Tensor, scalars: torch.Tensor, crop_index: torch.Tensor,
                 text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decode(self.encode(crops, scalars), crop_index, text)
+
+
+def _frozen_dinov2(source: str) -> nn.Module:
+    """A transformers Dinov2Model from a local folder or hub id, frozen (PISA keeps its backbone frozen too)."""
+    from transformers import Dinov2Model
+
+    from partseg_ros.backends.checkpoints import resolve_checkpoint
+
+    folder = resolve_checkpoint(source, what="DINOv2 backbone of the pisa_rgbd grounder",
+                                parameter="backend_options.dinov2 (or the model folder's config.json)")
+    model = Dinov2Model.from_pretrained(str(folder)).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
