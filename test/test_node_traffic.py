@@ -152,3 +152,34 @@ def test_first_frame_after_a_camera_pause_is_processed(system):
         probe.depth_pub.publish(depth)
         seg, _ = probe.wait_results(header, timeout=10)
         assert seg.status == PartSegmentation.STATUS_OK
+
+
+def test_two_one_frame_bags_on_the_same_timeline_are_answered_on_their_own_frames(system, views, tmp_path):
+    """Generated bags all start at the same stamp: the second bag's frame repeats the first one's stamp.
+
+    It used to be refused as a duplicate (out_of_order) and its instructions were answered on
+    the first bag's image, under the same stamp, so nobody could tell.
+    """
+    from traffic_backends import BrightestBlockBackend
+    from partseg_ros.ros.conversions import image_to_mask
+    from partseg_ros.types import GroundingRequest
+
+    node, probe = system
+    expected = [BrightestBlockBackend().ground(GroundingRequest(rgb=v.rgb, instruction="x")).instances[0].mask
+                for v in views[:2]]
+    assert not np.array_equal(*expected), "the two views must give different answers"
+    for index, view in enumerate(views[:2]):
+        asked = _bag(tmp_path / f"bag{index}", [view], tasks_per_frame=2, start_s=1_735_689_800)
+        with probe._lock:
+            seen = len(probe.segmentations)
+        _replay(tmp_path / f"bag{index}")
+        probe.wait_for(lambda: len([m for m in probe.segmentations[seen:]
+                                    if (stamp_to_ns(m.header.stamp), m.instruction) in set(asked)]) >= 2,
+                       20, f"answers to bag {index}")
+        with probe._lock:
+            answers = [m for m in probe.segmentations[seen:] if (stamp_to_ns(m.header.stamp), m.instruction)
+                       in set(asked)]
+        for answer in answers:
+            assert np.array_equal(image_to_mask(answer.instances[0].mask), expected[index]), (
+                f"bag {index} answered on another frame\n{node.output()[-2000:]}")
+    assert "repeated after a silence" in node.output()

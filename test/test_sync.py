@@ -202,3 +202,19 @@ def test_streams_lagging_by_frames_pair_every_complete_frame_exactly():
             assert sync.add(name, stamp, (name, stamp)) is None
         assert all(s.spread_ns == 0 for s in out), [s.stamps_ns for s in out if s.spread_ns]
         assert {s.stamps_ns[0] for s in out} == complete
+
+
+def test_a_repeated_stamp_is_a_duplicate_back_to_back_and_a_new_time_line_after_a_silence():
+    """A 1-frame bag replayed again (or another bag on the same timeline) repeats its stamp exactly."""
+    out = []
+    sync = ApproximateTimeSync(["color", "depth", "info"], slop_ns=10 * MS, reset_jump_back_ns=1000 * MS,
+                               reset_repeat_after_ns=1000 * MS, on_match=out.append)
+    for name in ("color", "depth", "info"):
+        assert sync.add(name, 5000 * MS, name, now_ns=0) is None
+    assert sync.add("color", 5000 * MS, "again", now_ns=30 * MS) == OUT_OF_ORDER  # a duplicate
+    assert sync.resets == 0
+    for name in ("info", "depth", "color"):  # the bag again, 2 s later
+        assert sync.add(name, 5000 * MS, name + " 2", now_ns=2000 * MS) is None
+    assert sync.resets == 1
+    assert [s.messages for s in out] == [("color", "depth", "info"), ("color 2", "depth 2", "info 2")]
+    assert sync.add("color", 4900 * MS, "jitter", now_ns=5000 * MS) == OUT_OF_ORDER  # earlier, not equal: jitter

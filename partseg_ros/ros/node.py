@@ -70,7 +70,7 @@ NO_INSTRUCTION = "no_instruction"
 DEPTH_REQUIRED = "depth_required"  # a colour-only service request to a backend that needs depth
 DESERIALIZATION_FAILED = "deserialization_failed"  # a raw camera message whose CDR is broken
 INSTRUCTION_OVERFLOW = "instruction_overflow"  # more instructions waiting on an earlier frame than the queue holds
-SYNC_RESET = "sync_reset"  # stamps jumped back beyond sync.reset_jump_back_s
+SYNC_RESET = "sync_reset"  # stamps jumped back beyond sync.reset_jump_back_s, or repeated after a silence
 EXECUTOR_ERROR = "executor_error"  # an exception escaped rclpy's executor; spin_node survived it
 
 
@@ -193,6 +193,7 @@ class PartSegNode(LifecycleNode):
             self._sync = ApproximateTimeSync(
                 self._streams(config), config.slop_ns, config.sync_queue_size, config.future_tolerance_ns,
                 on_match=self._on_synced, reset_jump_back_ns=config.reset_jump_back_ns,
+                reset_repeat_after_ns=config.reset_repeat_after_ns,
             )
             with self._wakeup:
                 self._requests = deque(maxlen=config.instruction_queue_size)
@@ -489,9 +490,9 @@ class PartSegNode(LifecycleNode):
         self.stats.event(SYNC_RESET)
         self._latest = None
         self._watched.clear()
+        what = f"jumped back {jump_ns / 1e9:.1f} s" if jump_ns else "repeated after a silence"
         self.get_logger().info(
-            f"{stream} stamps jumped back {jump_ns / 1e9:.1f} s (bag restart, loop or simulator reset): "
-            "synchroniser and stamp checks reset"
+            f"{stream} stamps {what} (bag restart, loop or simulator reset): synchroniser and stamp checks reset"
         )
 
     def _check_camera_info(self) -> None:

@@ -61,6 +61,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         1.0, "a stamp this much older than its stream's last one is a new time line (bag restart, loop, "
         "simulator reset): the synchroniser resets; smaller jumps are rejected as out_of_order"
     ),
+    "sync.reset_repeat_after_s": (
+        1.0, "a stamp equal to its stream's last one, after the stream was silent this long, is a new time "
+        "line too (a 1-frame bag replayed again, or another bag with the same timeline); back to back it is "
+        "a duplicate, rejected as out_of_order"
+    ),
     "instruction.frame_max_age_s": (
         5.0, "a new instruction is answered on the latest frame if it arrived within this long; "
         "otherwise it waits for the next frame"
@@ -115,6 +120,7 @@ class NodeConfig:
     slop_ns: int
     sync_queue_size: int
     reset_jump_back_ns: int
+    reset_repeat_after_ns: int
     instruction_frame_max_age_ns: int
     instruction_queue_size: int
     camera_info_grace_ns: int
@@ -222,6 +228,8 @@ def read_config(node: Node) -> NodeConfig:
         raise ValueError(f"sync.slop_s must be >= 0, got {slop_s}")
     if not float(p["sync.reset_jump_back_s"]) > 0:
         raise ValueError(f"sync.reset_jump_back_s must be > 0, got {p['sync.reset_jump_back_s']}")
+    if not float(p["sync.reset_repeat_after_s"]) > 0:
+        raise ValueError(f"sync.reset_repeat_after_s must be > 0, got {p['sync.reset_repeat_after_s']}")
     if int(p["instruction.queue_size"]) < 1:
         raise ValueError(f"instruction.queue_size must be >= 1, got {p['instruction.queue_size']}")
     return NodeConfig(
@@ -240,6 +248,7 @@ def read_config(node: Node) -> NodeConfig:
         slop_ns=int(slop_s * 1e9),
         sync_queue_size=int(p["sync.queue_size"]),
         reset_jump_back_ns=int(float(p["sync.reset_jump_back_s"]) * 1e9),
+        reset_repeat_after_ns=int(float(p["sync.reset_repeat_after_s"]) * 1e9),
         instruction_frame_max_age_ns=int(float(p["instruction.frame_max_age_s"]) * 1e9),
         instruction_queue_size=int(p["instruction.queue_size"]),
         camera_info_grace_ns=int(float(p["limits.camera_info_grace_s"]) * 1e9),

@@ -18,7 +18,10 @@ and stamps from the future (beyond a tolerance) are refused with a reason the
 caller can count. A stamp further back than ``reset_jump_back_ns`` is not
 jitter but a new time line (a bag replayed again or looped, a simulator
 reset): the synchroniser forgets everything, counts it in ``resets`` and
-takes the message as the first of the new time line.
+takes the message as the first of the new time line. So is a stamp equal to
+its stream's last one when that stream was silent for ``reset_repeat_after_ns``
+(a 1-frame bag replayed again, or another bag starting at the same stamp);
+back to back, an equal stamp is a duplicate and refused.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class SyncedSet(Generic[T]):
 class _Stream(Generic[T]):
     queue: deque = field(default_factory=deque)  # (stamp_ns, message), ascending stamps
     last_stamp_ns: Optional[int] = None
+    last_arrival_ns: Optional[int] = None  # when the stream last offered a message (kept across resets)
 
 
 class ApproximateTimeSync(Generic[T]):
@@ -76,6 +80,7 @@ class ApproximateTimeSync(Generic[T]):
         future_tolerance_ns: Optional[int] = None,
         on_match: Optional[Callable[[SyncedSet[T]], None]] = None,
         reset_jump_back_ns: Optional[int] = None,
+        reset_repeat_after_ns: Optional[int] = None,
     ) -> None:
         if len(streams) < 1 or len(set(streams)) != len(streams):
             raise ValueError(f"streams must be distinct names, got {list(streams)}")
@@ -91,6 +96,9 @@ class ApproximateTimeSync(Generic[T]):
         if reset_jump_back_ns is not None and reset_jump_back_ns <= 0:
             raise ValueError(f"reset_jump_back_ns must be > 0, got {reset_jump_back_ns}")
         self.reset_jump_back_ns = reset_jump_back_ns
+        if reset_repeat_after_ns is not None and reset_repeat_after_ns <= 0:
+            raise ValueError(f"reset_repeat_after_ns must be > 0, got {reset_repeat_after_ns}")
+        self.reset_repeat_after_ns = reset_repeat_after_ns
         self.resets = 0  # times the stamps jumped back beyond reset_jump_back_ns
         self.last_jump_back_ns = 0
         self._streams: dict[str, _Stream[T]] = {name: _Stream() for name in self.stream_names}
@@ -101,11 +109,16 @@ class ApproximateTimeSync(Generic[T]):
         """Offer one message; returns why it was refused, or None when it was queued."""
         state = self._streams[stream]  # KeyError for an unknown stream is a programming error
         stamp_ns = int(stamp_ns)
+        previous_arrival_ns, state.last_arrival_ns = state.last_arrival_ns, now_ns
         if self.future_tolerance_ns is not None and now_ns is not None and stamp_ns > now_ns + self.future_tolerance_ns:
             return FUTURE_STAMP
         if state.last_stamp_ns is not None and stamp_ns <= state.last_stamp_ns:
             jump = state.last_stamp_ns - stamp_ns
-            if self.reset_jump_back_ns is None or jump <= self.reset_jump_back_ns:
+            repeated_after_silence = (
+                jump == 0 and self.reset_repeat_after_ns is not None and now_ns is not None
+                and previous_arrival_ns is not None and now_ns - previous_arrival_ns >= self.reset_repeat_after_ns
+            )
+            if not repeated_after_silence and (self.reset_jump_back_ns is None or jump <= self.reset_jump_back_ns):
                 return OUT_OF_ORDER  # jitter, a late or duplicated message
             self.reset()  # a new time line: bag restart, --loop, simulator reset
             self.resets += 1
