@@ -115,6 +115,7 @@ class NodeStats:
                 "latency_p50_ms": _percentile(latency, 50),
                 "latency_p95_ms": _percentile(latency, 95),
                 "inference_p50_ms": _percentile(inference, 50),
+                "inference_p95_ms": _percentile(inference, 95),
                 "overhead_p50_ms": _percentile(overhead, 50),
                 "overhead_p95_ms": _percentile(overhead, 95),
                 "transport_p50_ms": _percentile(transport, 50),
