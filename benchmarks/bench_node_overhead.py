@@ -34,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from partseg_ros.ros.bringup_spec import remapping_arguments  # noqa: E402
 from partseg_ros.ros.dds_env import apply_loopback_environment, loopback_environment  # noqa: E402
 
 
@@ -70,7 +71,8 @@ def over_dds(args, view, instruction: str, visuals: bool) -> dict[str, float]:
     log = tempfile.NamedTemporaryFile("w+", prefix="partseg_bench_", suffix=".log", delete=False)
     node = subprocess.Popen(
         [sys.executable, "-m", "partseg_ros.ros.node", "--ros-args", "--params-file",
-         str(ROOT / "config" / "partseg.yaml"), "-p", "autostart:=true", "-p", f"backend:={args.backend}",
+         str(ROOT / "config" / "partseg.yaml"),
+         *remapping_arguments("/camera"), "-p", "autostart:=true", "-p", f"backend:={args.backend}",
          "-p", "device:=cpu", "-p", "diagnostics.period_s:=0.5"],
         env=loopback_environment(base=os.environ), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )

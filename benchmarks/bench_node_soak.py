@@ -41,6 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from partseg_ros.ros.bringup_spec import remapping_arguments  # noqa: E402
 from partseg_ros.ros.dds_env import apply_loopback_environment, loopback_environment  # noqa: E402
 
 
@@ -96,7 +97,8 @@ def soak(args) -> dict:
     log = tempfile.NamedTemporaryFile("w+", prefix="partseg_soak_", suffix=".log", delete=False)
     node = subprocess.Popen(
         [sys.executable, "-m", "partseg_ros.ros.node", "--ros-args", "--params-file",
-         str(ROOT / "config" / "partseg.yaml"), "-p", "autostart:=true", "-p", f"backend:={args.backend}",
+         str(ROOT / "config" / "partseg.yaml"),
+         *remapping_arguments("/camera"), "-p", "autostart:=true", "-p", f"backend:={args.backend}",
          "-p", f"device:={args.device}", "-p", "diagnostics.period_s:=1.0"],
         env=loopback_environment(base=os.environ), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )

@@ -29,6 +29,7 @@ from std_msgs.msg import Header, String
 
 from partseg.msg import GraspRegionArray, PartSegmentation
 from partseg.srv import SegmentParts
+from partseg_ros.ros.bringup_spec import remapping_arguments
 from partseg_ros.ros.conversions import array_to_image, intrinsics_to_camera_info
 from partseg_ros.ros.dds_env import loopback_environment
 from partseg_ros.ros.node import diagnostics_to_dict
@@ -36,7 +37,9 @@ from partseg_ros.types import CameraIntrinsics
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILE = ROOT / "config" / "partseg.yaml"
-CAMERA_NS = "/camera"  # the node's default camera namespace
+CAMERA_NS = "/camera"  # where the tests publish camera topics (the benchmark bags' namespace)
+# The node's input topics are relative; remapped under CAMERA_NS as bringup does.
+CAMERA_REMAPS = remapping_arguments(CAMERA_NS)
 OPTICAL_FRAME = "camera_color_optical_frame"
 INSTRUCTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -58,7 +61,7 @@ class NodeProcess:
     @classmethod
     def node(cls, *ros_args: str) -> "NodeProcess":
         return cls([sys.executable, "-m", "partseg_ros.ros.node", "--ros-args", "--params-file", str(PARAMS_FILE),
-                    *ros_args])
+                    *CAMERA_REMAPS, *ros_args])
 
     def alive(self) -> bool:
         return self.process.poll() is None

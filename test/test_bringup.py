@@ -28,8 +28,11 @@ def test_defaults_start_the_lifecycle_node_with_the_package_config():
     (spec,) = bringup_spec.nodes()
     assert (spec.package, spec.executable, spec.name, spec.lifecycle) == ("partseg", "partseg_node", "partseg", True)
     assert spec.params_files == (str(ROOT / "config" / "partseg.yaml"),)
-    assert spec.parameters == {"backend": "shapegrasp", "device": "auto", "camera_namespace": "/camera",
-                               "autostart": True}
+    assert spec.parameters == {"backend": "shapegrasp", "device": "auto", "autostart": True}
+    # camera_namespace becomes remappings of the node's relative input topics (issue 14).
+    assert spec.remappings == (("color/image_raw", "/camera/color/image_raw"),
+                               ("aligned_depth_to_color/image_raw", "/camera/aligned_depth_to_color/image_raw"),
+                               ("color/camera_info", "/camera/color/camera_info"))
 
 
 def test_arguments_become_ros_arguments():
@@ -39,8 +42,8 @@ def test_arguments_become_ros_arguments():
     assert command[:4] == ["python3", "-m", "partseg_ros.ros.node", "--ros-args"]
     joined = " ".join(command)
     for expected in ("-r __node:=partseg", "-r __ns:=/robot", f"--params-file {ROOT / 'config' / 'partseg.yaml'}",
-                     "-p backend:=pisa", "-p device:=cuda:1", "-p camera_namespace:=/arm_cam",
-                     "-p autostart:=false", "--log-level debug"):
+                     "-p backend:=pisa", "-p device:=cuda:1", "-r color/image_raw:=/arm_cam/color/image_raw",
+                     "-r color/camera_info:=/arm_cam/color/camera_info", "-p autostart:=false", "--log-level debug"):
         assert expected in joined
     # -p comes after --params-file so launch arguments win over the file, as with ros2 launch.
     assert joined.index("--params-file") < joined.index("-p backend")

@@ -155,10 +155,11 @@ def test_sanity_limits_over_dds(system, view, case, reason):
 
 
 def test_colour_depth_size_mismatch(system, view):
+    """Depth of another aspect ratio (another field of view) is refused; half resolution is registered (issue 14)."""
     def send(probe):
         color, depth, info = rendered_frame(view)
-        half = array_to_image(np.full((view.rgb.shape[0] // 2, view.rgb.shape[1] // 2), 700, np.uint16), "16UC1")
-        probe.send_frame(color, half, info)
+        other = array_to_image(np.full((view.rgb.shape[0] // 2, view.rgb.shape[1] // 3), 700, np.uint16), "16UC1")
+        probe.send_frame(color, other, info)
 
     expect_rejection(system, "size_mismatch", send)
     valid_frame_goes_through(system, view)

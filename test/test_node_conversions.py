@@ -29,6 +29,7 @@ from partseg_ros.ros.validation import (
     CAMERA_INFO_INVALID,
     CAMERA_INFO_MISSING,
     DEPTH_ALL_INVALID,
+    DEPTH_UNITS,
     DEPTH_NONFINITE,
     INSTRUCTION_EMPTY,
     INSTRUCTION_TOO_LONG,
@@ -193,7 +194,8 @@ def test_valid_frame_decodes():
 def test_bad_frames_are_rejected_with_their_reason(case, reason):
     color, depth, info = frame_messages()
     if case == "size_mismatch":
-        depth = array_to_image(np.full((24, 32), 800, np.uint16), "16UC1")
+        # Another aspect ratio is another field of view: refused (the same one is registered, below).
+        depth = array_to_image(np.full((24, 40), 800, np.uint16), "16UC1")
     elif case == "info_size_mismatch":
         info = camera_info(32, 24)
     elif case == "no_info":
@@ -203,7 +205,7 @@ def test_bad_frames_are_rejected_with_their_reason(case, reason):
     elif case == "all_zero_depth":
         depth = array_to_image(np.zeros((48, 64), np.uint16), "16UC1")
     elif case == "out_of_range_depth":
-        depth = array_to_image(np.full((48, 64), 60000, np.uint16), "16UC1")  # 60 m > depth_max_m
+        depth = array_to_image(np.full((48, 64), 12000, np.uint16), "16UC1")  # 12 m > depth_max_m
     elif case == "nan_depth":
         values = np.full((48, 64), np.nan, np.float32)
         values[::2] = np.inf
@@ -316,3 +318,33 @@ def test_intrinsics_to_camera_info_round_trips_through_the_camera_model():
     assert msg.header.frame_id == "cam"
     for rectified in (False, True):
         assert camera_info_to_camera_model(msg, rectified=rectified).intrinsics == intrinsics
+
+
+# -- depth as real cameras give it (issue 14) ----------------------------------------------------------
+
+def test_depth_at_another_resolution_is_registered_to_the_colour_grid():
+    """Half-resolution aligned depth: each colour pixel takes the depth pixel under its centre."""
+    color, _, info = frame_messages()
+    half = np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) + 500
+    frame = decode_frame(color, array_to_image(half, "16UC1"), info, InputLimits())
+    assert frame.depth_m.shape == (48, 64)
+    assert np.allclose(frame.depth_m, np.repeat(np.repeat(half, 2, axis=0), 2, axis=1) * 0.001)
+    double = np.full((96, 128), 900, np.uint16)
+    double[:, 64:] = 1800  # a depth edge stays sharp: nearest neighbour, no mixed values
+    frame = decode_frame(color, array_to_image(double, "16UC1"), info, InputLimits())
+    assert np.allclose(np.unique(frame.depth_m), [0.9, 1.8])
+
+
+@pytest.mark.parametrize("values,encoding,limits,parameter", [
+    (np.full((48, 64), 1, np.uint16), "16UC1", InputLimits(), "depth.scale:=1"),  # metres in 16UC1
+    (np.full((48, 64), 800.0, np.float32), "32FC1", InputLimits(), "depth.float_scale:=0.001"),  # mm in 32FC1
+])
+def test_depth_in_the_wrong_units_is_refused_naming_the_parameter(values, encoding, limits, parameter):
+    color, _, info = frame_messages()
+    with pytest.raises(Rejection) as info_:
+        decode_frame(color, array_to_image(values, encoding), info, limits)
+    assert info_.value.reason == DEPTH_UNITS and parameter in str(info_.value)
+    # Setting what the message says makes the same stream usable.
+    fixed = dict(depth_scale=1.0) if encoding == "16UC1" else dict(depth_float_scale=0.001)
+    frame = decode_frame(color, array_to_image(values, encoding), info, InputLimits(**fixed))
+    assert 0.5 < float(np.nanmedian(frame.depth_m)) < 1.5

@@ -36,6 +36,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
 from node_harness import OPTICAL_FRAME, PARAMS_FILE, ROOT, NodeProcess, Probe, array_to_image, camera_info_msg
+from partseg_ros.ros.bringup_spec import remapping_arguments
 from partseg_ros.ros.sync import stamp_to_ns
 from partseg_ros.types import CameraIntrinsics
 
@@ -257,6 +258,7 @@ def system():
     test_dir = str(ROOT / "test")
     node = NodeProcess(
         [sys.executable, "-m", "partseg_ros.ros.node", "--ros-args", "--params-file", str(PARAMS_FILE),
+         *remapping_arguments("/camera"),
          "-p", "autostart:=true", "-p", "backend:=traffic_backends:BrightestBlockBackend", "-p", "warmup:=false",
          "-p", "qos.sensor_reliability:=reliable", "-p", f"qos.sensor_depth:={DEEP}",
          "-p", f"qos.instruction_depth:={DEEP}", "-p", "sync.queue_size:=60",

@@ -19,6 +19,7 @@ import pytest
 from rclpy.serialization import serialize_message
 
 from node_harness import ROOT, NodeProcess, Probe, array_to_image, camera_info_msg
+from partseg_ros.ros.bringup_spec import remapping_arguments
 from partseg_ros.types import CameraIntrinsics
 
 pytestmark = pytest.mark.slow
@@ -33,6 +34,7 @@ def system():
     test_dir = str(ROOT / "test")
     node = NodeProcess(
         [sys.executable, "-m", "partseg_ros.ros.node", "--ros-args", "--params-file", str(ROOT / "config/partseg.yaml"),
+         *remapping_arguments("/camera"),
          "-p", "autostart:=true", "-p", "backend:=traffic_backends:BrightestBlockBackend", "-p", "warmup:=false",
          "-p", f"qos.sensor_depth:={HISTORY}", "-p", "diagnostics.period_s:=0.2"],
         extra_env={"PYTHONPATH": os.pathsep.join(p for p in (test_dir, os.environ.get("PYTHONPATH", "")) if p)},

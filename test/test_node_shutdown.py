@@ -19,6 +19,7 @@ import pytest
 
 from node_harness import PARAMS_FILE, ROOT, NodeProcess, Probe, array_to_image, camera_info_msg
 from partseg.srv import SegmentParts
+from partseg_ros.ros.bringup_spec import remapping_arguments
 from partseg_ros.types import CameraIntrinsics
 
 pytestmark = pytest.mark.slow
@@ -41,6 +42,7 @@ def test_signal_with_a_service_call_in_flight(signum):
     test_dir = str(ROOT / "test")
     node = NodeProcess(
         [sys.executable, "-m", "partseg_ros.ros.node", "--ros-args", "--params-file", str(PARAMS_FILE),
+         *remapping_arguments("/camera"),
          "-p", "autostart:=true", "-p", "backend:=traffic_backends:BrightestBlockBackend", "-p", "warmup:=false",
          "-p", f"backend_options.delay_ms:={BACKEND_DELAY_MS}"],
         extra_env={"PYTHONPATH": os.pathsep.join(p for p in (test_dir, os.environ.get("PYTHONPATH", "")) if p)},

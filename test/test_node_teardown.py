@@ -19,6 +19,7 @@ import pytest
 from lifecycle_msgs.msg import Transition
 
 from node_harness import ROOT, NodeProcess, Probe, array_to_image, camera_info_msg
+from partseg_ros.ros.bringup_spec import remapping_arguments
 from partseg_ros.types import CameraIntrinsics
 
 pytestmark = pytest.mark.slow
@@ -94,6 +95,7 @@ def _node_command() -> list[str]:
     from node_harness import PARAMS_FILE
 
     return [sys.executable, "-m", "partseg_ros.ros.node", "--ros-args", "--params-file", str(PARAMS_FILE),
+    *remapping_arguments("/camera"),
             "-p", "backend:=traffic_backends:BrightestBlockBackend", "-p", "warmup:=false",
             "-p", "diagnostics.period_s:=0.001", "-p", "limits.min_image_width:=8",
             "-p", "limits.min_image_height:=8"]

@@ -19,6 +19,7 @@ from std_msgs.msg import Header
 
 from node_harness import ROOT, NodeProcess, Probe, array_to_image, camera_info_msg
 from partseg.msg import PartSegmentation
+from partseg_ros.ros.bringup_spec import remapping_arguments
 from partseg_ros.bags.writer import frame_from_rendered_view, write_benchmark
 from partseg_ros.ros.dds_env import loopback_environment
 from partseg_ros.ros.sync import stamp_to_ns
@@ -38,6 +39,7 @@ def system():
     test_dir = str(ROOT / "test")
     node = NodeProcess(
         [sys.executable, "-m", "partseg_ros.ros.node", "--ros-args", "--params-file", str(ROOT / "config/partseg.yaml"),
+         *remapping_arguments("/camera"),
          "-p", "autostart:=true", "-p", "backend:=traffic_backends:BrightestBlockBackend", "-p", "warmup:=false",
          "-p", f"limits.camera_info_timeout_s:={CAMERA_INFO_TIMEOUT_S}", "-p", "diagnostics.period_s:=0.2"],
         extra_env={"PYTHONPATH": os.pathsep.join(p for p in (test_dir, os.environ.get("PYTHONPATH", "")) if p)},

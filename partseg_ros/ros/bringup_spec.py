@@ -26,12 +26,39 @@ class LaunchArgument:
 ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("backend", "shapegrasp", "part-grounding backend (registry name or package.module:Class)"),
     LaunchArgument("device", "auto", "compute device: auto, cpu, cuda, cuda:N"),
-    LaunchArgument("camera_namespace", "/camera", "namespace of the RGB-D camera's topics (realsense2_camera: /camera/camera)"),
+    LaunchArgument("camera_namespace", "/camera",
+                   "namespace of the RGB-D camera's topics, applied as remappings (realsense2_camera: /camera/camera)"),
     LaunchArgument("params_file", "", "node parameters (YAML); empty: the package's config/partseg.yaml"),
     LaunchArgument("namespace", "", "namespace to start partseg in"),
     LaunchArgument("autostart", "true", "configure and activate the lifecycle node on start-up"),
     LaunchArgument("log_level", "info", "ROS log level of the started nodes"),
 )
+
+
+# The node's relative input topics (what camera drivers publish under their namespace).
+CAMERA_TOPICS: tuple[str, ...] = ("color/image_raw", "aligned_depth_to_color/image_raw", "color/camera_info")
+
+
+def camera_remappings(camera_namespace: str) -> tuple[tuple[str, str], ...]:
+    """The remappings that put the node's relative camera topics under ``camera_namespace``.
+
+    ``camera_namespace`` empty: none (the topics resolve in the node's own namespace).
+    The compressed transports follow: the node resolves (and so remaps) the base name
+    first and appends image_transport's ``/compressed`` or ``/compressedDepth``.
+    """
+    namespace = camera_namespace.strip().rstrip("/")
+    if not namespace:
+        return ()
+    namespace = _absolute(namespace)
+    return tuple((topic, f"{namespace}/{topic}") for topic in CAMERA_TOPICS)
+
+
+def remapping_arguments(camera_namespace: str) -> list[str]:
+    """``-r from:=to`` arguments for :func:`camera_remappings` (a node started by hand, tests, benchmarks)."""
+    args: list[str] = []
+    for source, target in camera_remappings(camera_namespace):
+        args += ["-r", f"{source}:={target}"]
+    return args
 
 
 @dataclass(frozen=True)
@@ -104,9 +131,10 @@ def nodes(values: Optional[Mapping[str, str]] = None) -> list[NodeSpec]:
             parameters={
                 "backend": args["backend"],
                 "device": args["device"],
-                "camera_namespace": args["camera_namespace"],
                 "autostart": _boolean(args["autostart"]),
             },
+            # The camera namespace becomes remappings of the node's relative input topics.
+            remappings=camera_remappings(args["camera_namespace"]),
             lifecycle=True,
             log_level=args["log_level"],
         )

@@ -14,6 +14,10 @@ A new instruction is answered on the latest frame when that frame arrived
 recently enough (a paused, throttled or replayed camera sends no new one);
 every result's header is the stamp and frame_id of the frame it answers.
 The service runs in its own group and shares the backend under a lock.
+``~/ask`` takes only an instruction and answers it on the next synchronised
+frame (or the first at or after a given stamp): the request waits in its own
+group while the worker processes that frame, so a planner needs no sleep and
+the answer never races the image.
 """
 
 from __future__ import annotations
@@ -35,17 +39,23 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
 from partseg.msg import GraspRegionArray, PartSegmentation
-from partseg.srv import SegmentParts
+from partseg.srv import AskParts, SegmentParts
 from partseg_ros.backends.base import PartGroundingBackend
 from partseg_ros.backends.registry import create_backend
 from partseg_ros.geometry.transforms import RigidTransform
 from partseg_ros.ros import messages
-from partseg_ros.ros.conversions import array_to_image, mask_to_image
+from partseg_ros.ros.compressed import (
+    CompressedFormatError,
+    decode_compressed_color,
+    decode_compressed_depth,
+    peek_compressed,
+)
+from partseg_ros.ros.conversions import DEPTH_ENCODINGS, ImageFormatError, array_to_image, image_to_array, mask_to_image
 from partseg_ros.ros.overlay import debug_overlay
 from partseg_ros.ros.params import NodeConfig, declare_parameters, read_config
 from partseg_ros.ros.raw import CdrError, peek_image
@@ -54,11 +64,15 @@ from partseg_ros.ros.sync import QUEUE_OVERFLOW, UNMATCHED, ApproximateTimeSync,
 from partseg_ros.ros.validation import (
     CAMERA_INFO_MISSING,
     INSTRUCTION_EMPTY,
+    DEPTH_UNITS,
+    IMAGE_TOO_LARGE,
     DecodedFrame,
     Rejection,
     check_image_size,
     check_instruction,
+    decode_color,
     decode_frame,
+    decode_frame_arrays,
 )
 from partseg_ros.types import GroundingRequest, GroundingResult
 
@@ -72,6 +86,22 @@ DESERIALIZATION_FAILED = "deserialization_failed"  # a raw camera message whose 
 INSTRUCTION_OVERFLOW = "instruction_overflow"  # more instructions waiting on an earlier frame than the queue holds
 SYNC_RESET = "sync_reset"  # stamps jumped back beyond sync.reset_jump_back_s, or repeated after a silence
 EXECUTOR_ERROR = "executor_error"  # an exception escaped rclpy's executor; spin_node survived it
+SYNC_STALLED = "sync_stalled"  # colour arrives but no set completes for sync.stall_warn_s (event, warned once)
+ASK_TIMEOUT = "ask_timeout"  # ~/ask found no qualifying synchronised frame within its timeout
+# Reasons whose cause is a setting, not a bad message: one warning says what to change, then they are counted.
+WARN_ONCE = (DEPTH_UNITS,)
+
+
+@dataclass
+class AskWaiter:
+    """One ~/ask request waiting for its frame; the worker fills ``output`` or ``error`` and sets ``done``."""
+
+    instruction: str
+    min_stamp_ns: int  # 0: the first frame completed after arrival_ns
+    arrival_ns: int
+    done: threading.Event
+    output: Optional["PipelineOutput"] = None
+    error: str = ""
 
 
 @dataclass
@@ -93,6 +123,7 @@ class PendingFrame:
     frame: RawFrame
     instruction: str
     origin_ns: int  # latency is measured from here: the frame's stamp, or the instruction's arrival
+    ask: Optional[AskWaiter] = None  # set when a ~/ask request waits for this answer
 
     @property
     def header(self) -> Header:
@@ -138,6 +169,13 @@ class PartSegNode(LifecycleNode):
         self._sync: Optional[ApproximateTimeSync] = None
         self._pending: Optional[PendingFrame] = None  # the latest camera frame (latest-frame policy)
         self._requests: deque[PendingFrame] = deque(maxlen=8)  # instructions answered on an earlier frame
+        self._asks_waiting: list[AskWaiter] = []  # ~/ask requests whose frame has not come yet (under _wakeup)
+        self._ask_frames: deque[PendingFrame] = deque()  # frames taken for ~/ask, never dropped (under _wakeup)
+        self._unmatched_color_since: Optional[int] = None  # first colour arrival since the last completed set
+        self._stall_reported = False
+        self._stream_topics: dict[str, str] = {}
+        self._ask_service: Optional[Any] = None
+        self._ask_group = MutuallyExclusiveCallbackGroup()
         self._latest: Optional[RawFrame] = None  # the newest paired frame, for instructions without a new one
         self._watched: deque[tuple[int, int]] = deque(maxlen=64)  # (stamp, arrival) of colour awaiting camera_info
         self._wakeup = threading.Condition()
@@ -219,6 +257,7 @@ class PartSegNode(LifecycleNode):
         with self._wakeup:
             self._pending = None
             self._requests.clear()
+        self._fail_asks("node deactivated before the frame came")
         self._latest = None
         self.get_logger().info("inactive: frames are ignored")
         return super().on_deactivate(state)
@@ -243,6 +282,7 @@ class PartSegNode(LifecycleNode):
         ``destroy_node`` releases everything once the executor has stopped.
         """
         self._active = False
+        self._fail_asks("node shutting down or cleaned up before the frame came")
         self._stop()
         with self._instruction_lock:  # a reconfigured node starts from a clean slate
             self._instruction = ""
@@ -304,7 +344,7 @@ class PartSegNode(LifecycleNode):
         qos = (config.sensor_qos.reliability, config.sensor_qos.depth, config.instruction_qos.reliability,
                config.instruction_qos.durability)
         return (config.color_topic, config.depth_topic, config.camera_info_topic, config.instruction_topic,
-                qos, config.debug_image, config.markers)
+                config.color_transport, config.depth_transport, qos, config.debug_image, config.markers)
 
     def _create_interfaces(self, config: NodeConfig) -> None:
         """Create the subscriptions and publishers once; a reconfigure with the same topics reuses them.
@@ -330,13 +370,27 @@ class PartSegNode(LifecycleNode):
 
         def sub(msg_type, topic, callback, qos, callback_group, hint="qos.sensor_reliability", stream=None):
             # Camera streams arrive serialized (raw): decoded only when the worker takes the frame.
-            return self.create_subscription(
+            subscription = self.create_subscription(
                 msg_type, topic, current(callback), qos, callback_group=callback_group,
                 event_callbacks=self._event_callbacks(topic, hint, stream), raw=stream is not None,
             )
+            if stream is not None:
+                self._stream_topics[stream] = subscription.topic_name
+            return subscription
 
+        if str(self.get_parameter("camera_namespace").value):
+            self.get_logger().warning(
+                "parameter camera_namespace is deprecated: input topics are relative names resolved in the node's "
+                "namespace; remap them (bringup's camera_namespace argument does) and leave camera_namespace empty")
+        color_type, color_topic = Image, config.color_topic
+        if config.color_transport == "compressed":  # image_transport's name: <base topic>/compressed
+            color_type, color_topic = CompressedImage, self.resolve_topic_name(config.color_topic) + "/compressed"
+        depth_type, depth_topic = Image, config.depth_topic
+        if config.depth_topic and config.depth_transport == "compressedDepth":
+            depth_type = CompressedImage
+            depth_topic = self.resolve_topic_name(config.depth_topic) + "/compressedDepth"
         self._input_subscriptions += [
-            sub(Image, config.color_topic, self._on_color, config.sensor_qos, callback_group=self._input_group,
+            sub(color_type, color_topic, self._on_color, config.sensor_qos, callback_group=self._input_group,
                 stream="color"),
             sub(CameraInfo, config.camera_info_topic, self._on_camera_info, config.sensor_qos,
                 callback_group=self._input_group, stream="camera_info"),
@@ -346,7 +400,7 @@ class PartSegNode(LifecycleNode):
         ]
         if config.depth_topic:
             self._input_subscriptions.append(
-                sub(Image, config.depth_topic, self._on_depth, config.sensor_qos, callback_group=self._input_group,
+                sub(depth_type, depth_topic, self._on_depth, config.sensor_qos, callback_group=self._input_group,
                     stream="depth")
             )
         reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -365,6 +419,8 @@ class PartSegNode(LifecycleNode):
             self._service = self.create_service(
                 SegmentParts, "~/segment_parts", self._on_service, callback_group=self._service_group
             )
+        if self._ask_service is None:
+            self._ask_service = self.create_service(AskParts, "~/ask", self._on_ask, callback_group=self._ask_group)
         self._interfaces_key_current = key
 
     # ---- input callbacks: never block, never raise ------------------------------------------------
@@ -380,19 +436,27 @@ class PartSegNode(LifecycleNode):
     def _on_image(self, stream: str, raw: bytes) -> None:
         """Peek at a serialized image (stamp, sizes) and pair it; the pixels stay untouched."""
         started = time.perf_counter()
+        config = self.config
+        compressed = config is not None and (
+            config.color_transport == "compressed" if stream == "color"
+            else config.depth_transport == "compressedDepth")
         try:
-            peek = peek_image(raw)
+            peek = peek_compressed(raw) if compressed else peek_image(raw)
         except CdrError as exc:
             raise Rejection(DESERIALIZATION_FAILED, f"{stream}: {exc}") from None
         if stream == "color":
             # Stamp to arrival: the DDS transport latency when the camera stamps at capture.
             transport_ms = (self.get_clock().now().nanoseconds - peek.stamp_ns) / 1e6
             self.stats.frame_received(transport_ms)
-        config = self.config
         if not self._active or config is None:
             return
-        check_image_size(f"{stream} image", peek.height, peek.width, peek.encoding, peek.step, peek.data_len,
-                         config.limits)
+        if compressed:  # decoded sizes are checked on the image header when the worker decodes it
+            if peek.data_len > config.limits.max_image_bytes:
+                raise Rejection(IMAGE_TOO_LARGE, f"{stream} image: {peek.data_len} compressed bytes exceed "
+                                f"limits.max_image_bytes={config.limits.max_image_bytes}")
+        else:
+            check_image_size(f"{stream} image", peek.height, peek.width, peek.encoding, peek.step, peek.data_len,
+                             config.limits)
         header = Header(frame_id=peek.frame_id)
         header.stamp.sec, header.stamp.nanosec = divmod(peek.stamp_ns, 1_000_000_000)
         self._on_camera_message(stream, peek.stamp_ns, (raw, header), started)
@@ -419,7 +483,7 @@ class PartSegNode(LifecycleNode):
 
     def _reject(self, reason: str, message: str) -> None:
         count = self.stats.reject(reason)
-        if limited_log(count):
+        if count == 1 if reason in WARN_ONCE else limited_log(count):
             self.get_logger().warning(f"rejected ({reason}, #{count}): {message}")
 
     def _set_instruction(self, text: str) -> None:
@@ -460,6 +524,8 @@ class PartSegNode(LifecycleNode):
         if not self._active or sync is None:
             return
         now_ns = self.get_clock().now().nanoseconds
+        if stream == "color" and self._unmatched_color_since is None:
+            self._unmatched_color_since = now_ns
         if stream == "color":
             # A camera_info may arrive with or just after its frame: the synchroniser pairs
             # them. When none came for camera_info_timeout_s, this frame is watched, and
@@ -510,8 +576,64 @@ class PartSegNode(LifecycleNode):
                     waited = "never" if last is None else f"{(now_ns - last) / 1e9:.1f} s ago"
                     self._reject(CAMERA_INFO_MISSING,
                                  f"colour frame without camera_info (last on {config.camera_info_topic}: {waited})")
+            self._check_stall(sync, config, now_ns)
         except Exception as exc:  # noqa: BLE001 - a timer must not die
             self._reject(INTERNAL_ERROR, f"camera_info check: {type(exc).__name__}: {exc}")
+
+    def _check_stall(self, sync: ApproximateTimeSync, config: NodeConfig, now_ns: int) -> None:
+        """Colour keeps coming but no set completes: say once which stream is missing and what to change."""
+        since = self._unmatched_color_since
+        if config.stall_warn_ns <= 0 or since is None or self._stall_reported:
+            return
+        _, color_arrival = sync.last_seen("color")
+        if color_arrival is None or now_ns - color_arrival > config.stall_warn_ns:
+            return  # colour itself stopped: a paused camera, not a synchronisation freeze
+        if now_ns - since < config.stall_warn_ns:
+            return
+        self._stall_reported = True
+        self.stats.event(SYNC_STALLED)
+        self.get_logger().warning(self.stall_diagnosis(now_ns))
+
+    def stall_diagnosis(self, now_ns: Optional[int] = None) -> str:
+        """Why no synchronised frame completes: per partner stream, nothing / silent / stamps beyond slop."""
+        sync, config = self._sync, self.config
+        if sync is None or config is None:
+            return "the node is not configured"
+        now_ns = self.get_clock().now().nanoseconds if now_ns is None else now_ns
+        _, color_arrival = sync.last_seen("color")
+        color_topic = self._stream_topics.get("color", config.color_topic)
+        if color_arrival is None:
+            return (f"no colour image received on {color_topic} (transport.color={config.color_transport}): check the "
+                    "topic name or remapping, the transport, and qos.sensor_reliability")
+        since = self._unmatched_color_since
+        waited = (now_ns - since) / 1e9 if since is not None else 0.0
+        parts: list[str] = []
+        ok: list[str] = []
+        for stream in self._streams(config)[1:]:
+            topic = self._stream_topics.get(stream, stream)
+            stamp, arrival = sync.last_seen(stream)
+            if arrival is None:
+                hint = "transport.depth, " if stream == "depth" else ""
+                parts.append(f"{stream}: nothing received on {topic}; check the topic name or remapping, {hint}and "
+                             "QoS (qos.sensor_reliability; an incompatible publisher is reported as an error)")
+            elif now_ns - arrival > max(config.stall_warn_ns, 1):
+                parts.append(f"{stream}: last message on {topic} {(now_ns - arrival) / 1e9:.1f} s ago")
+            else:
+                # Against the colour frame nearest in time: the offset a larger slop would have to cover.
+                nearest = sync.nearest_stamp("color", stamp) if stamp is not None else None
+                offset_s = (stamp - nearest) / 1e9 if nearest is not None else 0.0
+                if abs(offset_s) * 1e9 > config.slop_ns:
+                    parts.append(f"{stream}: arrives, but its stamps are {offset_s * 1e3:+.1f} ms from colour's; "
+                                 f"raise sync.slop_s (now {config.slop_ns / 1e9:g} s) above {abs(offset_s):.3f} s "
+                                 "or fix the camera's stamps")
+                    continue
+                ok.append(f"{stream} arrives within sync.slop_s ({offset_s * 1e3:+.1f} ms)")
+        if not parts:  # every partner arrives in time: sets fall out of the queues
+            parts.append("all streams arrive within sync.slop_s but sets do not complete: raise sync.queue_size "
+                         "or qos.sensor_depth")
+        parts += ok
+        return (f"no synchronised frame for {waited:.1f} s although colour arrives on {color_topic}: "
+                + "; ".join(parts) + f" (sync.stall_warn_s={config.stall_warn_ns / 1e9:g})")
 
     def _on_synced(self, matched: SyncedSet) -> None:
         by_stream = dict(zip(self._streams(self.config), matched.messages))
@@ -520,6 +642,9 @@ class PartSegNode(LifecycleNode):
         frame = RawFrame(color_raw, depth[0] if depth is not None else None, by_stream["camera_info"], header,
                          self.get_clock().now().nanoseconds, elapsed_ms(self._add_started))
         self._latest = frame  # what a new instruction is answered on
+        self._unmatched_color_since = None
+        self._stall_reported = False
+        self._serve_asks(frame)
         instruction = self.instruction
         if not instruction:
             self.stats.drop(NO_INSTRUCTION)
@@ -548,20 +673,31 @@ class PartSegNode(LifecycleNode):
     def _work(self) -> None:
         while True:
             with self._wakeup:
-                self._wakeup.wait_for(lambda: self._pending is not None or self._requests or self._stop_worker)
+                self._wakeup.wait_for(lambda: self._pending is not None or self._requests or self._ask_frames
+                                      or self._stop_worker)
                 if self._stop_worker:
                     return
-                if self._requests:  # instructions waiting on an earlier frame come first
+                if self._ask_frames:  # a caller blocks on these
+                    frame = self._ask_frames.popleft()
+                elif self._requests:  # instructions waiting on an earlier frame come next
                     frame = self._requests.popleft()
                 else:
                     frame, self._pending = self._pending, None
-            if not self._active:
-                continue
             try:
-                self._process(frame)
+                if not self._active:
+                    if frame.ask is not None:
+                        frame.ask.error = "node deactivated before the frame was processed"
+                    continue
+                output = self._process(frame)
+                if frame.ask is not None:
+                    frame.ask.output = output
             except Rejection as rejection:
                 self._reject(rejection.reason, str(rejection))
+                if frame.ask is not None:
+                    frame.ask.error = f"{rejection.reason}: {rejection}"
             except Exception as exc:  # noqa: BLE001 - report and keep serving
+                if frame.ask is not None:
+                    frame.ask.error = f"{PROCESSING_ERROR}: {type(exc).__name__}: {exc}"
                 if self.closing or not self.context.ok():
                     return  # shutting down (SIGINT mid-frame): publishing fails, nothing to report
                 count = self.stats.reject(PROCESSING_ERROR)
@@ -570,17 +706,44 @@ class PartSegNode(LifecycleNode):
                 self._publish_if_active("segmentation", messages.segmentation_msg(
                     None, frame.header, frame.instruction, error=f"{type(exc).__name__}: {exc}",
                     backend=self.config.backend if self.config else ""))
+            finally:
+                if frame.ask is not None:
+                    frame.ask.done.set()
 
     def _decode(self, frame: RawFrame) -> DecodedFrame:
-        """Deserialise and check the frame the worker took (the only one of many that is decoded)."""
+        """Deserialise, decompress and check the frame the worker took (the only one of many that is decoded)."""
+        config = self.config
+        limits = config.limits
+        color_compressed = config.color_transport == "compressed"
+        depth_compressed = config.depth_transport == "compressedDepth"
         try:
-            color = deserialize_message(frame.color, Image)
-            depth = deserialize_message(frame.depth, Image) if frame.depth is not None else None
+            color = deserialize_message(frame.color, CompressedImage if color_compressed else Image)
+            depth = None
+            if frame.depth is not None:
+                depth = deserialize_message(frame.depth, CompressedImage if depth_compressed else Image)
         except Exception as exc:  # noqa: BLE001 - rclpy raises several types for bad CDR
             raise Rejection(DESERIALIZATION_FAILED, f"image: {type(exc).__name__}: {exc}") from None
-        return decode_frame(color, depth, frame.camera_info, self.config.limits)
+        if not (color_compressed or depth_compressed):
+            return decode_frame(color, depth, frame.camera_info, limits)
+        try:
+            if color_compressed:
+                rgb = decode_compressed_color(color.format, color.data, limits.max_image_width,
+                                              limits.max_image_height)
+            else:
+                rgb = decode_color(color, limits)
+            depth_values = None
+            if depth is not None and depth_compressed:
+                depth_values = decode_compressed_depth(depth.format, depth.data, limits.max_image_width,
+                                                       limits.max_image_height)
+            elif depth is not None:
+                check_image_size("depth image", depth.height, depth.width, depth.encoding, depth.step,
+                                 len(depth.data), limits)
+                depth_values = (image_to_array(depth, DEPTH_ENCODINGS), depth.encoding)
+        except (CompressedFormatError, ImageFormatError) as exc:
+            raise Rejection(exc.reason, str(exc)) from None
+        return decode_frame_arrays(rgb, depth_values, frame.camera_info, limits, frame.header.frame_id)
 
-    def _process(self, pending: PendingFrame) -> None:
+    def _process(self, pending: PendingFrame) -> PipelineOutput:
         started = time.perf_counter()
         decoded = self._decode(pending.frame)
         frame = pending
@@ -603,6 +766,7 @@ class PartSegNode(LifecycleNode):
                       publish=(visuals_started - publish_started) * 1e3, visuals=elapsed_ms(visuals_started))
         overhead_ms = frame.frame.callback_ms + elapsed_ms(started) - output.inference_ms
         self.stats.frame_processed(latency_ms, output.inference_ms, overhead_ms, stages)
+        return output
 
     def _wanted(self, key: str) -> bool:
         publisher = self._pubs.get(key)
@@ -735,6 +899,78 @@ class PartSegNode(LifecycleNode):
         response.grasp_regions = output.regions
         return response
 
+    # ---- ask: the answer for the next frame ----------------------------------------------------------
+    def _serve_asks(self, frame: RawFrame) -> None:
+        """Hand a just-completed frame to every waiting ~/ask request it qualifies for."""
+        stamp_ns = stamp_to_ns(frame.header.stamp)
+        with self._wakeup:
+            if not self._asks_waiting:
+                return
+            still = []
+            for waiter in self._asks_waiting:
+                if stamp_ns >= waiter.min_stamp_ns and frame.arrival_ns >= waiter.arrival_ns:
+                    self._ask_frames.append(PendingFrame(frame, waiter.instruction, waiter.arrival_ns, ask=waiter))
+                else:
+                    still.append(waiter)
+            self._asks_waiting = still
+            self._wakeup.notify()
+
+    def _fail_asks(self, reason: str) -> None:
+        with self._wakeup:
+            waiting, self._asks_waiting = self._asks_waiting, []
+            frames, self._ask_frames = list(self._ask_frames), deque()
+        for waiter in waiting + [f.ask for f in frames if f.ask is not None]:
+            waiter.error = reason
+            waiter.done.set()
+
+    def _on_ask(self, request: AskParts.Request, response: AskParts.Response) -> AskParts.Response:
+        """Block until the worker answers ``request.instruction`` on the next qualifying frame, or time out.
+
+        With ``min_stamp_ns`` the frame is the first whose stamp is at or after it, and the
+        newest frame already received counts: a client that publishes the frame itself may
+        have it arrive before or after the request, and no sleep is needed either way.
+        """
+        config = self.config
+        if not self._active or config is None:
+            response.success = False
+            response.message = "node is not active (lifecycle): configure and activate it first"
+            return response
+        try:
+            instruction = check_instruction(request.instruction, config.limits)
+        except Rejection as rejection:
+            self._reject(rejection.reason, f"ask: {rejection}")
+            response.success, response.message = False, f"{rejection.reason}: {rejection}"
+            return response
+        timeout_s = float(request.timeout_s) if request.timeout_s > 0 else config.ask_timeout_s
+        now_ns = self.get_clock().now().nanoseconds
+        waiter = AskWaiter(instruction, max(int(request.min_stamp_ns), 0), now_ns, threading.Event())
+        with self._wakeup:
+            latest = self._latest
+            if waiter.min_stamp_ns and latest is not None and stamp_to_ns(latest.header.stamp) >= waiter.min_stamp_ns:
+                self._ask_frames.append(PendingFrame(latest, instruction, now_ns, ask=waiter))
+                self._wakeup.notify()
+            else:
+                self._asks_waiting.append(waiter)
+        if not waiter.done.wait(timeout_s):
+            with self._wakeup:
+                if waiter in self._asks_waiting:
+                    self._asks_waiting.remove(waiter)
+            if not waiter.done.is_set():
+                self.stats.reject(ASK_TIMEOUT)
+                response.success = False
+                response.message = (f"{ASK_TIMEOUT}: no synchronised frame answered within {timeout_s:g} s; "
+                                     + self.stall_diagnosis())
+                return response
+        output = waiter.output
+        if output is None:
+            response.success, response.message = False, waiter.error or "no answer"
+            return response
+        response.success = True
+        response.message = "ok" if output.segmentation.instances else "no target"
+        response.segmentation = output.segmentation
+        response.grasp_regions = output.regions
+        return response
+
     # ---- diagnostics ------------------------------------------------------------------------------
     def status_values(self) -> dict[str, Any]:
         values: dict[str, Any] = {
@@ -788,8 +1024,11 @@ USAGE = """usage: partseg_node [--ros-args --params-file FILE [-p NAME:=VALUE ..
 
 The partseg perception node (lifecycle; -p autostart:=true configures and activates it).
 Parameters: config/partseg.yaml and `ros2 param describe /partseg <name>`.
-Topics (node name partseg): ~/instruction in; ~/segmentation, ~/grasp_regions, ~/mask,
-~/debug_image, ~/markers and /diagnostics out; service ~/segment_parts.
+Topics (node name partseg): color/image_raw, aligned_depth_to_color/image_raw and color/camera_info in
+(relative: remap them, e.g. -r color/image_raw:=/camera/camera/color/image_raw; transport.color:=compressed
+and transport.depth:=compressedDepth read image_transport's <topic>/compressed and <topic>/compressedDepth),
+~/instruction in; ~/segmentation, ~/grasp_regions, ~/mask, ~/debug_image, ~/markers and /diagnostics out;
+services ~/segment_parts (send a frame) and ~/ask (an instruction, answered on the next frame).
 """
 
 
@@ -822,7 +1061,7 @@ def main(args: Optional[list[str]] = None) -> int:
         return 0
     rclpy.init(args=argv)
     node = PartSegNode()
-    executor = MultiThreadedExecutor(num_threads=3)
+    executor = MultiThreadedExecutor(num_threads=4)  # input, timers, segment_parts, ask (which may wait)
     executor.add_node(node)
     code = 0
     try:

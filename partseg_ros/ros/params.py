@@ -30,8 +30,14 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "backend": ("shapegrasp", "part-grounding backend (see partseg_ros.backends.registry) or 'module:Class'"),
     "device": ("auto", "compute device handed to the backend: auto, cpu, cuda, cuda:1"),
     "warmup": (True, "run the backend once on a dummy frame in configure so the first real frame is not slow"),
-    "camera_namespace": ("/camera", "prefix of the relative input topic names (realsense2_camera: /camera/camera)"),
-    "topics.color": ("color/image_raw", "colour image (rgb8, bgr8, rgba8, bgra8 or mono8)"),
+    "camera_namespace": (
+        "", "deprecated: remap the relative input topics instead (bringup's camera_namespace argument does); "
+        "when set, it still prefixes them as before"
+    ),
+    "topics.color": (
+        "color/image_raw", "colour image (rgb8, bgr8, rgba8, bgra8 or mono8); relative names resolve in the node's "
+        "namespace and can be remapped (-r color/image_raw:=/camera/camera/color/image_raw)"
+    ),
     "topics.depth": (
         "aligned_depth_to_color/image_raw",
         "depth aligned to the colour image (16UC1 or 32FC1); empty string: run without depth",
@@ -50,8 +56,23 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "transient_local: a late-starting node still gets the planner's last instruction "
         "(the publisher must be transient_local too); volatile: match volatile publishers",
     ),
+    "transport.color": (
+        "raw", "raw (sensor_msgs/Image on topics.color) or compressed (sensor_msgs/CompressedImage jpeg/png on "
+        "<topics.color>/compressed, as image_transport names it)"
+    ),
+    "transport.depth": (
+        "raw", "raw (sensor_msgs/Image on topics.depth) or compressedDepth (image_transport's compressedDepth PNG "
+        "on <topics.depth>/compressedDepth)"
+    ),
     "camera.rectified": (False, "images are rectified: use camera_info P instead of K and D"),
     "depth.scale": (0.001, "metres per unit of 16UC1 depth (0.001 for millimetres)"),
+    "depth.float_scale": (1.0, "metres per unit of 32FC1 depth (1.0: metres, REP 118; 0.001 for a millimetre stream)"),
+    "depth.units_check": (
+        True, "refuse depth whose median, in metres after the scale, is outside depth.plausible_median_min/max_m "
+        "(16UC1 in metres, 32FC1 in millimetres): one warning naming the scale to set, then depth_units rejections"
+    ),
+    "depth.plausible_median_min_m": (0.1, "a frame's median valid depth below this is taken as wrong units"),
+    "depth.plausible_median_max_m": (30.0, "a frame's median valid depth above this is taken as wrong units"),
     "depth.min_m": (0.05, "nearer depth is treated as invalid"),
     "depth.max_m": (10.0, "farther depth is treated as invalid"),
     "depth.max_nonfinite_fraction": (0.8, "reject 32FC1 frames with more NaN/inf pixels than this"),
@@ -66,6 +87,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "line too (a 1-frame bag replayed again, or another bag with the same timeline); back to back it is "
         "a duplicate, rejected as out_of_order"
     ),
+    "sync.stall_warn_s": (
+        3.0, "colour arriving with no synchronised frame for this long: warn which stream is missing, its stamp "
+        "offset and the parameter to change (sync.slop_s, qos.*, topics/remapping); 0 disables"
+    ),
+    "ask.timeout_s": (5.0, "~/ask waits this long for the next synchronised frame when the request gives no timeout"),
     "instruction.frame_max_age_s": (
         5.0, "a new instruction is answered on the latest frame if it arrived within this long; "
         "otherwise it waits for the next frame"
@@ -114,6 +140,10 @@ class NodeConfig:
     depth_topic: str
     camera_info_topic: str
     instruction_topic: str
+    color_transport: str
+    depth_transport: str
+    stall_warn_ns: int
+    ask_timeout_s: float
     sensor_qos: QoSProfile
     instruction_qos: QoSProfile
     limits: InputLimits
@@ -143,7 +173,11 @@ def declare_parameters(node: Node) -> None:
 
 
 def resolve_topic(namespace: str, topic: str) -> str:
-    """Relative input topics live under the camera namespace; absolute and ~/ names are kept."""
+    """The deprecated camera_namespace parameter, when set, prefixes relative input topics.
+
+    Empty (the default), relative names stay relative: rclpy resolves them in the
+    node's namespace and applies remappings, the ROS way.
+    """
     if not topic or topic.startswith("/") or topic.startswith("~"):
         return topic
     namespace = namespace.rstrip("/")
@@ -206,8 +240,17 @@ def read_config(node: Node) -> NodeConfig:
     source = str(p["frames.transform_source"])
     if source not in ("auto", "tf", "static"):
         raise ValueError(f"frames.transform_source must be auto, tf or static, got {source!r}")
+    color_transport, depth_transport = str(p["transport.color"]), str(p["transport.depth"])
+    if color_transport not in ("raw", "compressed"):
+        raise ValueError(f"transport.color must be raw or compressed, got {color_transport!r}")
+    if depth_transport not in ("raw", "compressedDepth"):
+        raise ValueError(f"transport.depth must be raw or compressedDepth, got {depth_transport!r}")
     limits = InputLimits(
         depth_scale=float(p["depth.scale"]),
+        depth_float_scale=float(p["depth.float_scale"]),
+        depth_units_check=bool(p["depth.units_check"]),
+        plausible_median_min_m=float(p["depth.plausible_median_min_m"]),
+        plausible_median_max_m=float(p["depth.plausible_median_max_m"]),
         depth_min_m=float(p["depth.min_m"]),
         depth_max_m=float(p["depth.max_m"]),
         max_nonfinite_fraction=float(p["depth.max_nonfinite_fraction"]),
@@ -223,6 +266,8 @@ def read_config(node: Node) -> NodeConfig:
     )
     if not limits.depth_scale > 0:
         raise ValueError(f"depth.scale must be positive, got {limits.depth_scale}")
+    if not limits.depth_float_scale > 0:
+        raise ValueError(f"depth.float_scale must be positive, got {limits.depth_float_scale}")
     slop_s = float(p["sync.slop_s"])
     if slop_s < 0:
         raise ValueError(f"sync.slop_s must be >= 0, got {slop_s}")
@@ -242,6 +287,10 @@ def read_config(node: Node) -> NodeConfig:
         depth_topic=resolve_topic(camera_ns, str(p["topics.depth"])),
         camera_info_topic=resolve_topic(camera_ns, str(p["topics.camera_info"])),
         instruction_topic=str(p["topics.instruction"]),
+        color_transport=color_transport,
+        depth_transport=depth_transport,
+        stall_warn_ns=int(float(p["sync.stall_warn_s"]) * 1e9),
+        ask_timeout_s=float(p["ask.timeout_s"]),
         sensor_qos=sensor_qos,
         instruction_qos=instruction_qos,
         limits=limits,

@@ -131,6 +131,24 @@ class ApproximateTimeSync(Generic[T]):
         self._match()
         return None
 
+    def last_seen(self, stream: str) -> tuple[Optional[int], Optional[int]]:
+        """(last accepted stamp, last arrival) of a stream, in ns; None when it sent nothing yet.
+
+        The node's stall check reads this to say which stream is missing and how far
+        its stamps are from colour's when no set completes.
+        """
+        state = self._streams[stream]
+        newest_queued = state.queue[-1][0] if state.queue else None
+        return (newest_queued if newest_queued is not None else state.last_stamp_ns), state.last_arrival_ns
+
+    def nearest_stamp(self, stream: str, stamp_ns: int) -> Optional[int]:
+        """The queued (or last accepted) stamp of ``stream`` closest to ``stamp_ns``; None when there is none."""
+        state = self._streams[stream]
+        candidates = [stamp for stamp, _ in state.queue]
+        if state.last_stamp_ns is not None:
+            candidates.append(state.last_stamp_ns)
+        return min(candidates, key=lambda stamp: abs(stamp - stamp_ns)) if candidates else None
+
     def pending(self, stream: str) -> int:
         return len(self._streams[stream].queue)
 

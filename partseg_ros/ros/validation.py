@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
+from partseg_ros.geometry import depth as geometry_depth
 from partseg_ros.geometry.camera import CameraModel
 from partseg_ros.ros.conversions import (
     BAD_ENCODING,
@@ -22,7 +23,6 @@ from partseg_ros.ros.conversions import (
     ImageFormatError,
     camera_info_to_camera_model,
     color_to_rgb,
-    depth_to_metres,
     image_to_array,
 )
 from partseg_ros.ros.sync import FUTURE_STAMP, OUT_OF_ORDER
@@ -38,7 +38,9 @@ INSTRUCTION_EMPTY = "instruction_empty"
 INSTRUCTION_TOO_LONG = "instruction_too_long"
 IMAGE_TOO_LARGE = "image_too_large"  # declared or actual size beyond limits.max_image_*
 IMAGE_TOO_SMALL = "image_too_small"  # below limits.min_image_* (a 1x1 "frame" is not a camera image)
+DEPTH_UNITS = "depth_units"  # median depth implausible for the scale: 16UC1 in metres, 32FC1 in millimetres
 REASONS = (
+    DEPTH_UNITS,
     IMAGE_TOO_LARGE,
     IMAGE_TOO_SMALL,
     BAD_ENCODING,
@@ -66,6 +68,11 @@ class Rejection(Exception):
 @dataclass(frozen=True)
 class InputLimits:
     depth_scale: float = 0.001  # metres per 16UC1 unit
+    depth_float_scale: float = 1.0  # metres per 32FC1 unit (REP 118: metres)
+    # A frame's median valid depth outside this range (after the scale) means the units are wrong.
+    depth_units_check: bool = True
+    plausible_median_min_m: float = 0.1
+    plausible_median_max_m: float = 30.0
     depth_min_m: float = 0.05
     depth_max_m: float = 10.0
     # 32FC1 may mark missing returns with NaN/inf (REP-118); more than this
@@ -157,30 +164,95 @@ def decode_color(msg: Image, limits: Optional[InputLimits] = None) -> np.ndarray
 def decode_depth(msg: Image, limits: InputLimits, shape: tuple[int, int]) -> np.ndarray:
     check_image_size("depth image", msg.height, msg.width, msg.encoding, msg.step, len(msg.data), limits)
     try:
-        if msg.encoding == "32FC1":
-            raw = image_to_array(msg, DEPTH_ENCODINGS)
-            nonfinite = float(np.count_nonzero(~np.isfinite(raw))) / raw.size
-            if nonfinite > limits.max_nonfinite_fraction:
-                raise Rejection(
-                    DEPTH_NONFINITE,
-                    f"depth image is {nonfinite:.0%} NaN/inf (limit depth.max_nonfinite_fraction="
-                    f"{limits.max_nonfinite_fraction:.0%})",
-                )
-        depth = depth_to_metres(msg, limits.depth_scale)
+        raw = image_to_array(msg, DEPTH_ENCODINGS)
     except ImageFormatError as exc:
         raise Rejection(exc.reason, f"depth image: {exc}") from None
-    if depth.shape != shape:
+    return decode_depth_array(raw, msg.encoding, limits, shape)
+
+
+def register_to_color(depth: np.ndarray, shape: tuple[int, int], tolerance: float = 0.01) -> np.ndarray:
+    """Depth of the colour camera at another resolution, resampled onto the colour pixel grid.
+
+    An aligned depth stream (same optical frame and field of view as colour, e.g.
+    RealSense depth at 424x240 aligned to 848x480 colour) differs from colour only in
+    pixel size: its intrinsics are colour's scaled by (Wd/Wc, Hd/Hc). Each colour pixel
+    centre maps to ((u + 0.5) Wd/Wc, (v + 0.5) Hd/Hc) in depth pixels and takes that
+    depth pixel's value (nearest neighbour, never an average across a depth edge, so no
+    flying points). Different aspect ratios mean a different field of view: refused.
+    """
+    height, width = shape
+    dh, dw = depth.shape
+    sx, sy = dw / width, dh / height
+    if abs(sx - sy) > tolerance * max(sx, sy):
         raise Rejection(
-            SIZE_MISMATCH, f"depth is {depth.shape[1]}x{depth.shape[0]} but colour is {shape[1]}x{shape[0]}; "
-            "subscribe to depth aligned to the colour camera"
-        )
+            SIZE_MISMATCH, f"depth is {dw}x{dh} but colour is {width}x{height}: different aspect ratios, so not "
+            "the colour camera's field of view; subscribe to depth aligned to the colour camera")
+    cols = np.minimum(((np.arange(width) + 0.5) * sx).astype(np.intp), dw - 1)
+    rows = np.minimum(((np.arange(height) + 0.5) * sy).astype(np.intp), dh - 1)
+    return depth[rows[:, None], cols[None, :]]
+
+
+def check_depth_units(depth_m: np.ndarray, encoding: str, limits: InputLimits) -> None:
+    """Refuse depth whose median is implausible for a camera: wrong units, not a bad frame.
+
+    A 16UC1 stream in metres read as millimetres puts everything within a few
+    millimetres of the lens; a 32FC1 stream in millimetres read as metres puts it
+    hundreds of metres away. Either would give grasp regions that look valid and are
+    wrong, so the frame is refused and the message names the parameter to set.
+    A 1/64 subsample keeps it cheap.
+    """
+    if not limits.depth_units_check:
+        return
+    sample = depth_m[::8, ::8]
+    valid = sample[np.isfinite(sample) & (sample > 0)]
+    if valid.size == 0:
+        return
+    median = float(np.median(valid))
+    if limits.plausible_median_min_m <= median <= limits.plausible_median_max_m:
+        return
+    integer = encoding != "32FC1"
+    parameter = "depth.scale" if integer else "depth.float_scale"
+    current = limits.depth_scale if integer else limits.depth_float_scale
+    # The power of ten that brings the median into the plausible range is what the user means.
+    suggestion = current
+    for factor in (1000.0, 0.001, 100.0, 0.01, 10.0, 0.1):
+        if limits.plausible_median_min_m <= median * factor <= limits.plausible_median_max_m:
+            suggestion = current * factor
+            break
+    looks = "metres" if integer and median < limits.plausible_median_min_m else (
+        "millimetres" if not integer and median > limits.plausible_median_max_m else "wrong units")
+    raise Rejection(
+        DEPTH_UNITS,
+        f"{encoding} depth has median {median:.4g} m with {parameter}={current:g}, outside "
+        f"depth.plausible_median_min/max_m=[{limits.plausible_median_min_m:g}, {limits.plausible_median_max_m:g}]: "
+        f"the values look like {looks}; set {parameter}:={suggestion:g} (or depth.units_check:=false)")
+
+
+def decode_depth_array(raw: np.ndarray, encoding: str, limits: InputLimits, shape: tuple[int, int]) -> np.ndarray:
+    """Depth values as the stream sent them (16UC1 units or 32FC1) -> HxW float32 metres on the colour grid."""
+    if encoding == "32FC1":
+        nonfinite = float(np.count_nonzero(~np.isfinite(raw))) / raw.size
+        if nonfinite > limits.max_nonfinite_fraction:
+            raise Rejection(
+                DEPTH_NONFINITE,
+                f"depth image is {nonfinite:.0%} NaN/inf (limit depth.max_nonfinite_fraction="
+                f"{limits.max_nonfinite_fraction:.0%})",
+            )
+        depth = geometry_depth.depth_to_metres(raw, 1.0)
+        if limits.depth_float_scale != 1.0:
+            depth *= np.float32(limits.depth_float_scale)
+    else:
+        depth = geometry_depth.depth_to_metres(raw, limits.depth_scale)
+    check_depth_units(depth, encoding, limits)
+    if depth.shape != shape:
+        depth = register_to_color(depth, shape)
     with np.errstate(invalid="ignore"):
         depth[(depth < limits.depth_min_m) | (depth > limits.depth_max_m)] = np.nan
     if not np.isfinite(depth).any():
         raise Rejection(
             DEPTH_ALL_INVALID,
             f"no depth pixel within [{limits.depth_min_m}, {limits.depth_max_m}] m "
-            f"({msg.encoding}, scale {limits.depth_scale} m/unit for integer depth)",
+            f"({encoding}, scale {limits.depth_scale} m/unit for integer depth)",
         )
     return depth
 
@@ -225,4 +297,17 @@ def decode_frame(
         camera = decode_camera(camera_info, limits, shape)
     depth_m = decode_depth(depth, limits, shape) if depth is not None else None
     return DecodedFrame(rgb=rgb, depth_m=depth_m, camera=camera, frame_id=color.header.frame_id)
+
+
+def decode_frame_arrays(
+    rgb: np.ndarray, depth: Optional[tuple[np.ndarray, str]], camera_info: CameraInfo, limits: InputLimits,
+    frame_id: str,
+) -> DecodedFrame:
+    """The compressed path's twin of :func:`decode_frame`: already decoded pixels, the same checks."""
+    shape = rgb.shape[:2]
+    if shape[1] < limits.min_image_width or shape[0] < limits.min_image_height:
+        raise Rejection(IMAGE_TOO_SMALL, f"colour image: {shape[1]}x{shape[0]} is below limits.min_image_width/height")
+    camera = decode_camera(camera_info, limits, shape)
+    depth_m = decode_depth_array(depth[0], depth[1], limits, shape) if depth is not None else None
+    return DecodedFrame(rgb=rgb, depth_m=depth_m, camera=camera, frame_id=frame_id)
 
