@@ -244,3 +244,13 @@ def test_a_stalled_synchroniser_says_which_stream_and_what_to_change(system, vie
     found = re.search(r"depth: arrives, but its stamps are (-\d+\.\d) ms from colour's; raise sync\.slop_s", line)
     assert found and -60 < float(found.group(1)) < -25, log[-3000:]
     assert "camera_info arrives within sync.slop_s" in line
+
+
+def test_ask_with_a_stamp_takes_a_frame_that_came_before_the_request(system, view):
+    """What the evaluator relies on: with min_stamp_ns, request and frame may arrive in either order."""
+    probe, _, _ = system
+    task = _task(view)
+    header = _publish(probe, view, probe.stamp(), depth_raw=depth_mm_msg(view.depth_m))
+    time.sleep(0.3)  # the frame is in the node before the request
+    response = _result(probe, _ask(probe, probe.ask_raw, task.instruction, stamp_to_ns(header.stamp)))
+    assert response.success and response.segmentation.header.stamp == header.stamp, response.message

@@ -2,9 +2,10 @@
 
 The partseg node runs as its own process with the loopback DDS environment
 (partseg_ros.ros.dds_env) and the configured backend; a client
-(partseg_ros/ros/evaluation_client.py) sends each task's frame and instruction from the bag and
-waits for the answer before the next, so no frame is dropped by the node's
-latest-frame policy and every answer is matched to its task. Answers become
+(partseg_ros/ros/evaluation_client.py) asks the node's ``~/ask`` service with each task's
+instruction and the stamp of the frame it then publishes from the bag, and gets the
+answer for exactly that frame as the response: no frame is dropped by the node's
+latest-frame policy, no answer is matched by guesswork, and nothing sleeps or retries. Answers become
 :class:`Prediction` objects and go through :func:`score_task`, exactly like
 the in-process path, so a deterministic backend scores identically on both.
 

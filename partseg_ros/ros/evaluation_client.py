@@ -1,11 +1,15 @@
 """The DDS side of the live evaluation path: feed the running node one task at a time.
 
 This is the only evaluation module that imports rclpy; live.py imports it
-lazily, so the rest of the evaluator works without ROS. For each task it
-publishes the instruction, then the task's colour, depth and camera_info
-under a fresh stamp, and waits for the PartSegmentation and GraspRegionArray
-carrying that stamp before the next task: end-to-end latency is measured from
-the frame's publication to the arrival of the answer.
+lazily, so the rest of the evaluator works without ROS. For each task it asks
+the node's ``~/ask`` service with the task's instruction and the stamp it is
+about to give the frame, then publishes the task's camera_info, depth and
+colour under that stamp; the response is the answer for exactly that frame.
+Request and frame may reach the node in either order (the node takes the first
+frame at or after the stamp, including one it already has), so there is no
+sleep before publishing and no retry: a missing answer is a timeout with the
+node's own diagnosis. End-to-end latency is measured from the colour's
+publication to the response.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header, String
+from std_msgs.msg import Header
 
 from partseg.msg import GraspRegion, GraspRegionArray, PartSegmentation
+from partseg.srv import AskParts
 from partseg_ros.evaluation.scoring import Prediction
 from partseg_ros.evaluation.tasks import EvalTask
 from partseg_ros.ros.conversions import array_to_image, image_to_mask, intrinsics_to_camera_info
@@ -36,23 +41,22 @@ class LiveTopics:
     color: str = "/camera/color/image_raw"
     depth: str = "/camera/aligned_depth_to_color/image_raw"
     camera_info: str = "/camera/color/camera_info"
-    instruction: str = "/partseg/instruction"
+    instruction: str = "/partseg/instruction"  # unused by the client (it asks); the node still offers it
     segmentation: str = "/partseg/segmentation"
     grasp_regions: str = "/partseg/grasp_regions"
+    ask: str = "/partseg/ask"
     frame_id: str = "camera_color_optical_frame"
 
 
-# Wider than the node's default sync.slop_s (15 ms).
+# Consecutive frames' stamps differ by at least this, wider than the node's default
+# sync.slop_s (15 ms), so no message of one task's frame can pair with the next one's.
 STAMP_GAP_NS = 50_000_000
+# How long past its own timeout the client waits for the node's (failure) response.
+RESPONSE_MARGIN_S = 10.0
 
 
 class LiveTimeout(TimeoutError):
     """The node did not answer a task in time."""
-
-
-def _normalised(text: str) -> str:
-    """Whitespace collapsed, as the node cleans instructions before answering them."""
-    return " ".join(text.split())
 
 
 def _stamp(ns: int) -> Time:
@@ -107,39 +111,20 @@ def prediction_from_messages(
 
 
 class LiveClient:
-    """A ROS node that asks the partseg node one task at a time and waits for the answer."""
+    """A ROS node that asks the partseg node one task at a time through ``~/ask``."""
 
-    def __init__(
-        self,
-        topics: LiveTopics = LiveTopics(),
-        grasp_grace_s: float = 2.0,
-        instruction_settle_s: float = 0.2,
-        camera_info_lead_s: float = 0.1,
-    ) -> None:
+    def __init__(self, topics: LiveTopics = LiveTopics()) -> None:
         self.topics = topics
-        self.grasp_grace_s = grasp_grace_s
-        # A new instruction and the next frame travel on different topics; give the
-        # instruction a head start (not counted in latency) so the frame rarely overtakes it.
-        self.instruction_settle_s = instruction_settle_s
-        self.camera_info_lead_s = camera_info_lead_s
-        self._current_instruction: Optional[str] = None
         self._context = rclpy.Context()
         rclpy.init(context=self._context)
         self._node = rclpy.create_node("partseg_evaluator", context=self._context)
         reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        latched = QoSProfile(
-            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-        )
         node = self._node
         self._color = node.create_publisher(Image, topics.color, reliable)
         self._depth = node.create_publisher(Image, topics.depth, reliable)
         self._info = node.create_publisher(CameraInfo, topics.camera_info, reliable)
-        self._instruction = node.create_publisher(String, topics.instruction, latched)
+        self._ask = node.create_client(AskParts, topics.ask)
         self._lock = threading.Condition()
-        self._segmentations: dict[int, tuple[PartSegmentation, float]] = {}
-        self._grasps: dict[int, tuple[GraspRegionArray, float]] = {}
-        node.create_subscription(PartSegmentation, topics.segmentation, self._on_segmentation, reliable)
-        node.create_subscription(GraspRegionArray, topics.grasp_regions, self._on_grasps, reliable)
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(node)
         self._node_state = ""
@@ -147,16 +132,6 @@ class LiveClient:
         self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
         self._spinner.start()
         self._last_stamp_ns = 0
-
-    def _on_segmentation(self, msg: PartSegmentation) -> None:
-        with self._lock:
-            self._segmentations[_stamp_ns(msg.header.stamp)] = (msg, time.perf_counter())
-            self._lock.notify_all()
-
-    def _on_grasps(self, msg: GraspRegionArray) -> None:
-        with self._lock:
-            self._grasps[_stamp_ns(msg.header.stamp)] = (msg, time.perf_counter())
-            self._lock.notify_all()
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         values = diagnostics_to_dict(msg)
@@ -166,82 +141,65 @@ class LiveClient:
                 self._lock.notify_all()
 
     def wait_for_node(self, timeout_s: float) -> None:
-        """Block until the partseg node is active (its diagnostics say so) and all topics are matched.
+        """Block until the partseg node is active (its diagnostics say so), its camera
+        subscriptions are matched and ``~/ask`` is offered.
 
         Subscriptions exist from configure on, but frames are only processed once active.
         """
         deadline = time.monotonic() + timeout_s
-        publishers = (self._color, self._depth, self._info, self._instruction)
+        publishers = (self._color, self._depth, self._info)
         while time.monotonic() < deadline:
             inputs_ok = all(p.get_subscription_count() > 0 for p in publishers)
-            outputs_ok = self._node.count_publishers(self.topics.segmentation) > 0
-            if inputs_ok and outputs_ok and self._node_state == "active":
+            if inputs_ok and self._ask.service_is_ready() and self._node_state == "active":
                 return
-            time.sleep(0.05)
+            with self._lock:
+                self._lock.wait(timeout=0.05)
         raise LiveTimeout(
             f"the partseg node was not active on the topics within {timeout_s:.0f} s (last state {self._node_state!r})"
         )
 
-    def _fresh_stamp_ns(self) -> int:
-        """A wall-clock stamp at least ``STAMP_GAP_NS`` after the previous one.
-
-        Answers are matched to tasks by stamp, and the gap (wider than the
-        node's sync slop) keeps a late message of one frame from pairing with
-        the next. Waiting instead of stamping ahead keeps stamps out of the future.
-        """
-        wait_ns = self._last_stamp_ns + STAMP_GAP_NS - time.time_ns()
-        if wait_ns > 0:
-            time.sleep(wait_ns / 1e9)
-        self._last_stamp_ns = time.time_ns()
+    def _next_stamp_ns(self) -> int:
+        """Now, or ``STAMP_GAP_NS`` after the previous stamp when that is later (at most 50 ms
+        ahead of the clock, well within the node's limits.future_tolerance_s): no waiting."""
+        self._last_stamp_ns = max(time.time_ns(), self._last_stamp_ns + STAMP_GAP_NS)
         return self._last_stamp_ns
 
     def _publish_frame(self, task: EvalTask, stamp_ns: int) -> float:
-        """Publish camera_info first, then depth and colour; returns the colour's publication time.
-
-        The node refuses a colour frame that arrives before any camera_info, and
-        callbacks of messages that arrive together may run colour first, so
-        camera_info gets a head start (not counted in latency).
-        """
+        """Publish camera_info, depth, then colour; returns the colour's publication time."""
         header = Header(stamp=_stamp(stamp_ns), frame_id=self.topics.frame_id)
         color = array_to_image(task.rgb, "rgb8", header)
         depth = array_to_image(np.ascontiguousarray(task.depth_m, dtype=np.float32), "32FC1", header)
         self._info.publish(intrinsics_to_camera_info(task.intrinsics, header))
-        time.sleep(self.camera_info_lead_s)
         self._depth.publish(depth)
         sent = time.perf_counter()
         self._color.publish(color)
         return sent
 
-    def ask(self, task: EvalTask, timeout_s: float, attempts: int = 3) -> Prediction:
-        """The node's answer to one task; retried under a new stamp if a frame or instruction was missed."""
-        if task.instruction != self._current_instruction:
-            self._instruction.publish(String(data=task.instruction))
-            self._current_instruction = task.instruction
-            time.sleep(self.instruction_settle_s)
-        last_problem = "no answer"
-        for _ in range(attempts):
-            stamp_ns = self._fresh_stamp_ns()
-            sent = self._publish_frame(task, stamp_ns)
-            with self._lock:
-                got = self._lock.wait_for(lambda: stamp_ns in self._segmentations, timeout=timeout_s)
-                if not got:
-                    last_problem = f"no PartSegmentation for the frame within {timeout_s:.0f} s"
-                    continue
-                segmentation, seg_time = self._segmentations.pop(stamp_ns)
-                if _normalised(segmentation.instruction) != _normalised(task.instruction):
-                    # The frame overtook the instruction: ask again with the instruction now in place.
-                    last_problem = f"answer was for instruction {segmentation.instruction!r}"
-                    continue
-                grasps, done_time = None, seg_time
-                if segmentation.instances:
-                    self._lock.wait_for(lambda: stamp_ns in self._grasps, timeout=self.grasp_grace_s)
-                    if stamp_ns in self._grasps:
-                        grasps, grasp_time = self._grasps.pop(stamp_ns)
-                        done_time = max(seg_time, grasp_time)
-                self._grasps.pop(stamp_ns, None)
-            latency_ms = (done_time - sent) * 1000.0
-            return prediction_from_messages(segmentation, grasps, task.rgb.shape[:2], self.topics.frame_id, latency_ms)
-        raise LiveTimeout(f"task {task.task_id} ({task.instruction!r}): {last_problem}")
+    def ask(self, task: EvalTask, timeout_s: float) -> Prediction:
+        """The node's answer to one task, for the frame this call publishes."""
+        stamp_ns = self._next_stamp_ns()
+        request = AskParts.Request(instruction=task.instruction, min_stamp_ns=stamp_ns, timeout_s=float(timeout_s))
+        answered = threading.Event()
+        future = self._ask.call_async(request)
+        future.add_done_callback(lambda _: answered.set())
+        sent = self._publish_frame(task, stamp_ns)
+        if not answered.wait(timeout_s + RESPONSE_MARGIN_S):
+            self._ask.remove_pending_request(future)
+            raise LiveTimeout(f"task {task.task_id} ({task.instruction!r}): no response from {self.topics.ask}")
+        latency_ms = (time.perf_counter() - sent) * 1000.0
+        response: AskParts.Response = future.result()
+        if not response.success and response.message.startswith("ask_timeout"):
+            raise LiveTimeout(f"task {task.task_id} ({task.instruction!r}): {response.message}")
+        segmentation = response.segmentation
+        if not response.success:  # the node refused the frame or failed on it: scored as an error
+            segmentation = PartSegmentation(status=PartSegmentation.STATUS_ERROR, explanation=response.message,
+                                            instruction=task.instruction)
+            return prediction_from_messages(segmentation, None, task.rgb.shape[:2], self.topics.frame_id, latency_ms)
+        if _stamp_ns(segmentation.header.stamp) != stamp_ns:
+            raise LiveTimeout(f"task {task.task_id}: answered on the frame stamped "
+                              f"{_stamp_ns(segmentation.header.stamp)}, not on this task's frame {stamp_ns}")
+        return prediction_from_messages(segmentation, response.grasp_regions, task.rgb.shape[:2],
+                                        self.topics.frame_id, latency_ms)
 
     def close(self) -> None:
         self._executor.shutdown(timeout_sec=1.0)
