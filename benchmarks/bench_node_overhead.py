@@ -13,6 +13,11 @@ Two measurements:
 2. In process, the same functions the node calls, timed one by one on the
    same frame and the backend's real answer, to show where the time goes.
 
+Compressed input (issue 14) is measured separately: the node reads
+CompressedImage jpeg colour (quality 90) and compressedDepth PNG depth
+(transport.color:=compressed, transport.depth:=compressedDepth); its overhead
+then includes decoding them, which the raw path does not pay.
+
 Run:  python benchmarks/bench_node_overhead.py [--frames 30] [--backend shapegrasp]
 Target: overhead median <= 5 ms on the development machine.
 """
@@ -56,8 +61,22 @@ def frame_messages(view):
     return array_to_image(view.rgb, "rgb8"), array_to_image(millimetres, "16UC1"), info
 
 
-def over_dds(args, view, instruction: str, visuals: bool) -> dict[str, float]:
-    """Lock-step frames through a node process; with ``visuals`` also listen to mask, debug image, markers."""
+def compressed_messages(view):
+    """(colour, depth) CompressedImages as a driver's image_transport publishes them: jpeg 90, compressedDepth png."""
+    from sensor_msgs.msg import CompressedImage
+
+    from partseg_ros.ros.compressed import encode_color, encode_depth
+
+    millimetres = np.where(np.isfinite(view.depth_m), np.round(view.depth_m * 1000), 0).astype(np.uint16)
+    color_format, color_data = encode_color(view.rgb, "jpeg", quality=90)
+    depth_format, depth_data = encode_depth(millimetres, "16UC1")
+    return (CompressedImage(format=color_format, data=color_data),
+            CompressedImage(format=depth_format, data=depth_data))
+
+
+def over_dds(args, view, instruction: str, visuals: bool, compressed: bool = False) -> dict[str, float]:
+    """Lock-step frames through a node process; with ``visuals`` also listen to mask, debug image, markers;
+    with ``compressed`` the camera streams are jpeg CompressedImage + compressedDepth."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -73,7 +92,8 @@ def over_dds(args, view, instruction: str, visuals: bool) -> dict[str, float]:
         [sys.executable, "-m", "partseg_ros.ros.node", "--ros-args", "--params-file",
          str(ROOT / "config" / "partseg.yaml"),
          *remapping_arguments("/camera"), "-p", "autostart:=true", "-p", f"backend:={args.backend}",
-         "-p", "device:=cpu", "-p", "diagnostics.period_s:=0.5"],
+         "-p", "device:=cpu", "-p", "diagnostics.period_s:=0.5",
+         *(["-p", "transport.color:=compressed", "-p", "transport.depth:=compressedDepth"] if compressed else [])],
         env=loopback_environment(base=os.environ), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )
     rclpy.init()
@@ -109,9 +129,16 @@ def over_dds(args, view, instruction: str, visuals: bool) -> dict[str, float]:
         probe.create_subscription(msg_type, f"/partseg/{key}", count(key), reliable)
     probe.create_subscription(DiagnosticArray, "/diagnostics",
                               lambda m: diagnostics.append(diagnostics_to_dict(m) or {}), reliable)
-    ns = "/camera"  # the node's default camera namespace
-    color_pub = probe.create_publisher(Image, f"{ns}/color/image_raw", qos_profile_sensor_data)
-    depth_pub = probe.create_publisher(Image, f"{ns}/aligned_depth_to_color/image_raw", qos_profile_sensor_data)
+    ns = "/camera"  # where the node's relative camera topics are remapped to
+    from sensor_msgs.msg import CompressedImage
+
+    if compressed:  # image_transport's sub-topic names
+        color_pub = probe.create_publisher(CompressedImage, f"{ns}/color/image_raw/compressed", qos_profile_sensor_data)
+        depth_pub = probe.create_publisher(CompressedImage, f"{ns}/aligned_depth_to_color/image_raw/compressedDepth",
+                                           qos_profile_sensor_data)
+    else:
+        color_pub = probe.create_publisher(Image, f"{ns}/color/image_raw", qos_profile_sensor_data)
+        depth_pub = probe.create_publisher(Image, f"{ns}/aligned_depth_to_color/image_raw", qos_profile_sensor_data)
     info_pub = probe.create_publisher(CameraInfo, f"{ns}/color/camera_info", qos_profile_sensor_data)
     instruction_pub = probe.create_publisher(String, "/partseg/instruction", QoSProfile(
         depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
@@ -129,6 +156,8 @@ def over_dds(args, view, instruction: str, visuals: bool) -> dict[str, float]:
         instruction_pub.publish(String(data=instruction))
         time.sleep(0.5)
         color, depth, info = frame_messages(view)
+        if compressed:
+            color, depth = compressed_messages(view)
         sent = answered = 0
         for index in range(args.frames + 1):  # frame 0 warms up and may race the first camera_info
             header = Header(stamp=probe.get_clock().now().to_msg(), frame_id="camera_color_optical_frame")
@@ -194,8 +223,14 @@ def in_process(args, view, instruction: str, repeats: int = 30) -> dict[str, flo
         region = [compute_grasp_region(i.mask, decoded.depth_m, decoded.camera, rgb=decoded.rgb)
                   for i in result.instances]
 
+    from partseg_ros.ros.compressed import decode_compressed_color, decode_compressed_depth
+
+    jpeg, png_depth = compressed_messages(view)
     stages = {
         "decode + checks": lambda: decode_frame(color, depth, info, InputLimits()),
+        "compressed: jpeg colour decode": lambda: decode_compressed_color(jpeg.format, jpeg.data, 8192, 8192),
+        "compressed: compressedDepth decode": lambda: decode_compressed_depth(
+            png_depth.format, png_depth.data, 8192, 8192),
         "pairing": pairing,
         "grasp region geometry": grasp,
     }
@@ -247,18 +282,22 @@ def main() -> int:
     stages = in_process(args, view, instruction)
     print(f"\nin process, median of 30 (mask of {stages.pop('mask pixels')} px):")
     for name, ms in stages.items():
-        print(f"  {name:28s} {ms:7.2f} ms")
-    print(f"  {'sum':28s} {sum(stages.values()):7.2f} ms")
+        print(f"  {name:36s} {ms:7.2f} ms")
+    raw_sum = sum(v for k, v in stages.items() if not k.startswith("compressed"))
+    print(f"  {'sum (raw input)':36s} {raw_sum:7.2f} ms")
     if args.skip_dds:
         return 0
-    for visuals, title in ((False, "a planner listening to segmentation + grasp_regions"),
-                           (True, "plus RViz: mask, debug_image and markers too")):
-        figures = over_dds(args, view, instruction, visuals)
+    for visuals, compressed, title in (
+            (False, False, "a planner listening to segmentation + grasp_regions"),
+            (True, False, "plus RViz: mask, debug_image and markers too"),
+            (False, True, "COMPRESSED input (jpeg 90 colour + compressedDepth png), a planner listening")):
+        figures = over_dds(args, view, instruction, visuals, compressed)
         print(f"\nover DDS on loopback, node as its own process, {title} "
               f"({figures['frames_answered']}/{figures['frames_sent']} frames answered):")
         print(f"  outputs received: {figures['outputs_received']}")
         print(f"  node overhead per frame (all but the backend forward): "
-              f"p50 {figures['overhead_p50_ms']:.2f} ms, p95 {figures['overhead_p95_ms']:.2f} ms  (target p50 <= 5 ms)")
+              f"p50 {figures['overhead_p50_ms']:.2f} ms, p95 {figures['overhead_p95_ms']:.2f} ms  "
+              + ("(includes decoding the compressed images)" if compressed else "(target p50 <= 5 ms)"))
         stages = {k[len("stage."):-len("_p50_ms")]: v for k, v in figures.items() if k.startswith("stage.")}
         print("    of which (p50): " + ", ".join(f"{name} {ms:.2f} ms" for name, ms in stages.items()))
         print(f"  DDS camera -> node (publish -> callback):  p50 {figures['transport_p50_ms']:.2f} ms, "
