@@ -148,8 +148,9 @@ def _classes() -> list[Klass]:
         Klass("colour 16UC1", "bad_encoding", True,
               colour(lambda rng: array_to_image(np.zeros((H, W), np.uint16), "16UC1"))),
         Klass("depth rgb8", "bad_encoding", True, depth(lambda rng: _valid(rng)[0])),
-        Klass("depth half size", "size_mismatch", True,
-              depth(lambda rng: array_to_image(np.full((H // 2, W // 2), 700, np.uint16), "16UC1"))),
+        # Half size with colour's aspect ratio is registered (issue 14); another aspect ratio is refused.
+        Klass("depth of another aspect ratio", "size_mismatch", True,
+              depth(lambda rng: array_to_image(np.full((H // 2, W // 3), 700, np.uint16), "16UC1"))),
         Klass("camera_info for another size", "size_mismatch", True,
               info(lambda rng: camera_info_msg(CameraIntrinsics(60.0, 60.0, W, H, 2 * W, 2 * H)))),
         Klass("camera_info K all zero", "camera_info_invalid", True, info(zero_k)),

@@ -952,9 +952,10 @@ class PartSegNode(LifecycleNode):
             else:
                 self._asks_waiting.append(waiter)
         if not waiter.done.wait(timeout_s):
-            with self._wakeup:
+            with self._wakeup:  # give up: nobody is waiting for this answer any more
                 if waiter in self._asks_waiting:
                     self._asks_waiting.remove(waiter)
+                self._ask_frames = deque(f for f in self._ask_frames if f.ask is not waiter)
             if not waiter.done.is_set():
                 self.stats.reject(ASK_TIMEOUT)
                 response.success = False
