@@ -218,3 +218,16 @@ def test_a_repeated_stamp_is_a_duplicate_back_to_back_and_a_new_time_line_after_
     assert sync.resets == 1
     assert [s.messages for s in out] == [("color", "depth", "info"), ("color 2", "depth 2", "info 2")]
     assert sync.add("color", 4900 * MS, "jitter", now_ns=5000 * MS) == OUT_OF_ORDER  # earlier, not equal: jitter
+
+
+def test_last_seen_and_nearest_stamp_describe_a_stream_that_never_pairs():
+    """What the node's stall warning reads: per stream the newest stamp and arrival, and the
+    colour stamp nearest to a partner's (its offset is what sync.slop_s would have to cover)."""
+    sync = ApproximateTimeSync(["color", "depth"], slop_ns=15, queue_size=10)
+    assert sync.last_seen("depth") == (None, None) and sync.nearest_stamp("color", 0) is None
+    for k in range(5):
+        sync.add("color", 100 * k, "c", now_ns=1000 + k)
+        sync.add("depth", 100 * k - 40, "d", now_ns=1000 + k)  # 40 ns early: beyond the slop of 15
+    assert sync.matched == 0
+    assert sync.last_seen("depth") == (360, 1004) and sync.last_seen("color")[0] == 400
+    assert sync.nearest_stamp("color", 360) == 400  # offset -40, not -40 +/- a frame period
