@@ -66,6 +66,9 @@ def test_refusals_name_their_reason_before_allocating():
     with pytest.raises(CompressedFormatError) as too_large:
         decode_compressed_color(fmt, data, 32, 32)  # the header says 64x48: refused before decoding pixels
     assert too_large.value.reason == "image_too_large"
+    with pytest.raises(CompressedFormatError) as too_many_bytes:
+        decode_compressed_color(fmt, data, 8192, 8192, max_bytes=64 * 48 * 3 - 1)  # limits.max_image_bytes
+    assert too_many_bytes.value.reason == "image_too_large"
     with pytest.raises(CompressedFormatError) as bad:
         decode_compressed_color("rgb8; bmp", data, 8192, 8192)
     assert bad.value.reason == "bad_encoding"

@@ -78,7 +78,8 @@ def peek_compressed(raw: bytes) -> CompressedPeek:
     return CompressedPeek(sec * 1_000_000_000 + nanosec, frame_id, fmt, data_len)
 
 
-def _open_checked(data: bytes, what: str, max_width: int, max_height: int):
+def _open_checked(data: bytes, what: str, max_width: int, max_height: int, max_bytes: Optional[int] = None,
+                  bytes_per_pixel: int = 3):
     """A lazily decoded Pillow image whose header size is within the limits (no pixels read yet)."""
     from PIL import Image as PILImage  # noqa: PLC0415 - Pillow only on the compressed path
 
@@ -92,6 +93,10 @@ def _open_checked(data: bytes, what: str, max_width: int, max_height: int):
             "image_too_large" if width > 0 and height > 0 else "malformed_image",
             f"{what}: the compressed image declares {width}x{height}; limits.max_image_width/height="
             f"{max_width}x{max_height}")
+    if max_bytes is not None and width * height * bytes_per_pixel > max_bytes:
+        raise CompressedFormatError(
+            "image_too_large", f"{what}: {width}x{height} decodes to {width * height * bytes_per_pixel} bytes; "
+            f"limits.max_image_bytes={max_bytes}")
     return image
 
 
@@ -103,11 +108,12 @@ def _codec(fmt: str) -> str:
     return ""
 
 
-def decode_compressed_color(fmt: str, data: bytes, max_width: int, max_height: int) -> np.ndarray:
+def decode_compressed_color(fmt: str, data: bytes, max_width: int, max_height: int,
+                            max_bytes: Optional[int] = None) -> np.ndarray:
     """HxWx3 uint8 RGB from a jpeg or png CompressedImage."""
     if not _codec(fmt):
         raise CompressedFormatError("bad_encoding", f"colour: compressed format {fmt!r} is not jpeg or png")
-    image = _open_checked(data, "colour", max_width, max_height)
+    image = _open_checked(data, "colour", max_width, max_height, max_bytes, 3)
     try:
         rgb = np.asarray(image.convert("RGB"))
     except Exception as exc:  # noqa: BLE001 - truncated or corrupt data shows up while decoding
@@ -120,7 +126,8 @@ def depth_encoding_of(fmt: str) -> str:
     return fmt.split(";", 1)[0].strip()
 
 
-def decode_compressed_depth(fmt: str, data: bytes, max_width: int, max_height: int) -> tuple[np.ndarray, str]:
+def decode_compressed_depth(fmt: str, data: bytes, max_width: int, max_height: int,
+                            max_bytes: Optional[int] = None) -> tuple[np.ndarray, str]:
     """(HxW depth, encoding): uint16 units for 16UC1/mono16, float32 metres (NaN = none) for 32FC1."""
     encoding = depth_encoding_of(fmt)
     codec = fmt.split(";", 1)[1].strip() if ";" in fmt else ""
@@ -138,7 +145,8 @@ def decode_compressed_depth(fmt: str, data: bytes, max_width: int, max_height: i
         raise CompressedFormatError(
             "malformed_image", f"depth: {len(data)} bytes cannot hold the compressedDepth header")
     kind, quant_a, quant_b = COMPRESSED_DEPTH_HEADER.unpack_from(data, 0)
-    image = _open_checked(bytes(memoryview(data)[COMPRESSED_DEPTH_HEADER.size:]), "depth", max_width, max_height)
+    image = _open_checked(bytes(memoryview(data)[COMPRESSED_DEPTH_HEADER.size:]), "depth", max_width, max_height,
+                          max_bytes, 4 if encoding == "32FC1" else 2)
     try:
         values = np.asarray(image)
     except Exception as exc:  # noqa: BLE001

@@ -728,13 +728,13 @@ class PartSegNode(LifecycleNode):
         try:
             if color_compressed:
                 rgb = decode_compressed_color(color.format, color.data, limits.max_image_width,
-                                              limits.max_image_height)
+                                              limits.max_image_height, limits.max_image_bytes)
             else:
                 rgb = decode_color(color, limits)
             depth_values = None
             if depth is not None and depth_compressed:
                 depth_values = decode_compressed_depth(depth.format, depth.data, limits.max_image_width,
-                                                       limits.max_image_height)
+                                                       limits.max_image_height, limits.max_image_bytes)
             elif depth is not None:
                 check_image_size("depth image", depth.height, depth.width, depth.encoding, depth.step,
                                  len(depth.data), limits)
