@@ -51,6 +51,8 @@ class LiveTopics:
 # Consecutive frames' stamps differ by at least this, wider than the node's default
 # sync.slop_s (15 ms), so no message of one task's frame can pair with the next one's.
 STAMP_GAP_NS = 50_000_000
+# Stamps run at most this far ahead of the wall clock (the node refuses beyond 0.5 s by default).
+MAX_AHEAD_NS = 200_000_000
 # How long past its own timeout the client waits for the node's (failure) response.
 RESPONSE_MARGIN_S = 10.0
 
@@ -159,10 +161,19 @@ class LiveClient:
         )
 
     def _next_stamp_ns(self) -> int:
-        """Now, or ``STAMP_GAP_NS`` after the previous stamp when that is later (at most 50 ms
-        ahead of the clock, well within the node's limits.future_tolerance_s): no waiting."""
-        self._last_stamp_ns = max(time.time_ns(), self._last_stamp_ns + STAMP_GAP_NS)
-        return self._last_stamp_ns
+        """Now, or ``STAMP_GAP_NS`` after the previous stamp when that is later.
+
+        Stamping ahead instead of waiting costs nothing while tasks take longer than the
+        gap (any real backend). With a microsecond backend the stamps would run ahead of
+        the clock task after task until the node refuses them (limits.future_tolerance_s),
+        so beyond ``MAX_AHEAD_NS`` this waits for the clock to catch up.
+        """
+        stamp = max(time.time_ns(), self._last_stamp_ns + STAMP_GAP_NS)
+        ahead_ns = stamp - time.time_ns()
+        if ahead_ns > MAX_AHEAD_NS:
+            time.sleep((ahead_ns - MAX_AHEAD_NS) / 1e9)
+        self._last_stamp_ns = stamp
+        return stamp
 
     def _publish_frame(self, task: EvalTask, stamp_ns: int) -> float:
         """Publish camera_info, depth, then colour; returns the colour's publication time."""
