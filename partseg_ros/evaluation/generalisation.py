@@ -30,6 +30,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from partseg_ros.backends.registry import available_backends, create_backend
+from partseg_ros.evaluation.cli import parse_options
 from partseg_ros.language.knowledge_base import load_knowledge_base
 from partseg_ros.language.paraphrase import FAMILIES, HELD_BACK_FAMILIES, instruction_for
 from partseg_ros.types import GroundingRequest
@@ -181,13 +182,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--regime", action="append", choices=REGIMES, help="default: all three")
     parser.add_argument("--scenes", type=int, default=40, help="randomised scenes per regime")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend-option", action="append", default=[], metavar="NAME:K=V",
+                        help="option for one backend, e.g. pisa_rgbd:checkpoint=runs/x/model (repeatable)")
     parser.add_argument("--out", type=Path, help="write records and the summary as JSON here")
     args = parser.parse_args(argv)
+    options: dict[str, list[str]] = defaultdict(list)
+    for item in args.backend_option:
+        name, sep, pair = item.partition(":")
+        if not sep or name not in args.backend:
+            parser.error(f"--backend-option expects NAME:K=V with NAME one of {args.backend}, got {item!r}")
+        options[name].append(pair)
     summary: dict[str, dict] = {}
     all_records = []
     for backend in args.backend:
         for regime in args.regime or REGIMES:
-            records = validate(backend, regime, args.scenes, seed=args.seed)
+            records = validate(backend, regime, args.scenes, parse_options(options[backend]), seed=args.seed)
             all_records += [asdict(r) | {"backend": backend} for r in records]
             summary[f"{backend}/{regime}"] = summarise(records)
     print(f"{'backend/regime':34s} {'targeted':>9s} {'seen wording':>13s} {'held-back wording':>18s} "

@@ -37,8 +37,8 @@ from partseg_ros.scene.colors import PALETTE, linear_color, linear_to_srgb
 from partseg_ros.scene.depth_noise import DepthNoiseModel
 from partseg_ros.scene.objects import ObjectModel, ObjectPart, make_object, object_kinds
 from partseg_ros.scene.primitives import Mesh
-from partseg_ros.scene.raycast import LabelledMesh, look_at, raycast
-from partseg_ros.scene.render import MAX_RANGE_M, RenderedView, lit_radiance
+from partseg_ros.scene.raycast import LabelledMesh, raycast
+from partseg_ros.scene.render import MAX_RANGE_M, RenderedView, half_fov, lit_radiance, orbit_pose
 from partseg_ros.scene.scenes import Scene, place_on_table
 from partseg_ros.types import CameraIntrinsics
 
@@ -290,12 +290,9 @@ def random_camera(scene: Scene, settings: DomainSettings, rng: np.random.Generat
     k = CameraIntrinsics(f, f, base.cx + rng.normal(0, 3), base.cy + rng.normal(0, 3), base.width, base.height)
     azimuth = rng.uniform(-np.pi, np.pi)
     elevation = np.deg2rad(rng.uniform(20.0, 75.0))
-    half_fov = min(np.arctan(k.width / (2 * k.fx)), np.arctan(k.height / (2 * k.fy)))
-    distance = float(np.clip(scene.radius / np.sin(half_fov * 0.9) * rng.uniform(0.8, 1.3), 0.35, 1.4))
+    distance = float(np.clip(scene.radius / np.sin(half_fov(k) * 0.9) * rng.uniform(0.8, 1.3), 0.35, 1.4))
     target = scene.centre + np.array([rng.normal(0, 0.04), rng.normal(0, 0.04), 0.0])
-    eye = target + distance * np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
-                                        np.sin(elevation)])
-    pose = look_at(eye, target)
+    pose = orbit_pose(target, azimuth, elevation, distance)
     roll = np.deg2rad(rng.normal(0.0, 8.0))
     c, s = np.cos(roll), np.sin(roll)
     pose[:3, :3] = pose[:3, :3] @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])

@@ -93,9 +93,18 @@ def camera_pose(scene: Scene, view_index: int, num_views: int, rng: np.random.Ge
     base = np.random.default_rng([scene.seed, len(scene.objects), 3]).uniform(-np.pi, np.pi)  # same for all views
     azimuth = base + view_index * slot + rng.uniform(-0.3, 0.3) * slot
     elevation = np.deg2rad(rng.uniform(30.0, 60.0))
-    half_fov = min(np.arctan(intrinsics.width / (2 * intrinsics.fx)), np.arctan(intrinsics.height / (2 * intrinsics.fy)))
-    distance = float(np.clip(scene.radius / np.sin(half_fov * 0.92) * rng.uniform(0.97, 1.05), 0.5, 1.0))
+    distance = float(np.clip(scene.radius / np.sin(half_fov(intrinsics) * 0.92) * rng.uniform(0.97, 1.05), 0.5, 1.0))
     target = scene.centre + np.array([rng.normal(0, 0.015), rng.normal(0, 0.015), 0.0])
+    return orbit_pose(target, azimuth, elevation, distance)
+
+
+def half_fov(intrinsics: CameraIntrinsics) -> float:
+    """Half the narrower field of view: a scene of radius r fills it from r / sin(half_fov)."""
+    return min(np.arctan(intrinsics.width / (2 * intrinsics.fx)), np.arctan(intrinsics.height / (2 * intrinsics.fy)))
+
+
+def orbit_pose(target: np.ndarray, azimuth: float, elevation: float, distance: float) -> np.ndarray:
+    """world_from_camera for a camera on a sphere around ``target`` (z up), looking at it."""
     eye = target + distance * np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
                                         np.sin(elevation)])
     return look_at(eye, target)

@@ -27,6 +27,7 @@ import numpy as np
 from partseg_ros.backends.base import PartGroundingBackend, StageClock, config_from_options
 from partseg_ros.backends.pisa_rgbd.crops import crop_inputs, height_above_plane, paste_crop, square_window
 from partseg_ros.backends.pisa_rgbd.vocabulary import query_text
+from partseg_ros.backends.reasoning import build_reasoner, empty_result, object_candidates, unknown_object_reason
 from partseg_ros.backends.shapegrasp.colour import colour_histogram
 from partseg_ros.backends.shapegrasp.matching import colour_fit
 from partseg_ros.backends.shapegrasp.proposals import find_table, object_clusters, to_full_resolution
@@ -106,19 +107,14 @@ class PisaRgbdBackend(PartGroundingBackend):
         from partseg_ros.backends.pisa_rgbd.checkpoint import load_model
         from partseg_ros.backends.runtime import select_device, select_dtype
         from partseg_ros.language.embeddings import shared_embedder
-        from partseg_ros.language.knowledge_base import load_knowledge_base
-        from partseg_ros.language.llm_hook import load_hook
-        from partseg_ros.language.reasoner import PartReasoner
 
         self.device = select_device(self.config.device)
         self.dtype = select_dtype(self.device, self.config.dtype)
         self.model, self.crop_settings, self.model_record = load_model(self.config.checkpoint, self.device, self.dtype)
-        self.embedder = shared_embedder()
+        self.reasoner = build_reasoner(self.config.knowledge_base, self.config.language_model,
+                                       self.options.get("language_model_options", {}), self.config.use_embeddings)
+        self.embedder = shared_embedder()  # phrases are embedded even when the reasoner does without
         self.embedder.load()
-        kb = load_knowledge_base(self.config.knowledge_base)
-        hook = load_hook(self.config.language_model, **self.options.get("language_model_options", {}))
-        self.reasoner = PartReasoner(kb, embedder=self.embedder if self.config.use_embeddings else None,
-                                     language_model=hook)
         self._torch = torch
 
     def warmup(self) -> None:
@@ -141,12 +137,6 @@ class PisaRgbdBackend(PartGroundingBackend):
             masks, presence = self.model.decode(features, index, text)
         return torch.sigmoid(masks.float()).cpu().numpy(), torch.sigmoid(presence.float()).cpu().numpy()
 
-    def _candidates(self, resolution: InstructionResolution) -> list[Candidate]:
-        if resolution.candidates:
-            return resolution.candidates[: self.config.candidate_limit]
-        kb = self.reasoner.kb
-        return [Candidate(name, self.reasoner.part_for_object(resolution, name), 0.5) for name in kb.objects]
-
     def _ground(self, request: GroundingRequest) -> GroundingResult:
         if request.depth_m is None or request.intrinsics is None:
             raise ValueError("the pisa_rgbd backend needs depth_m and intrinsics (it crops objects found in 3D)")
@@ -156,9 +146,10 @@ class PisaRgbdBackend(PartGroundingBackend):
 
         resolution = self.reasoner.resolve(request.instruction)
         lap("language")
-        if resolution.unknown_object:
-            return self._empty(resolution, f"no knowledge of what a {resolution.unknown_object} looks like", timings)
-        candidates = self._candidates(resolution)
+        unknown = unknown_object_reason(resolution)
+        if unknown:
+            return self._empty(resolution, unknown, timings)
+        candidates = object_candidates(self.reasoner, resolution, cfg.candidate_limit)
         if not candidates:
             return self._empty(resolution, "the instruction names no object or action partseg knows", timings)
         stride = max(1, int(cfg.stride))
@@ -230,9 +221,7 @@ class PisaRgbdBackend(PartGroundingBackend):
                                explanation=explanation, timings_ms=timings)
 
     def _empty(self, resolution: InstructionResolution, why: str, timings: dict[str, float]) -> GroundingResult:
-        explanation = "; ".join(list(resolution.reasons) + [why])
-        return GroundingResult(instances=[], backend=self.name, object_label=resolution.kb_object,
-                               part_label=resolution.part_name, explanation=explanation, timings_ms=timings)
+        return empty_result(self.name, resolution, why, timings)
 
 
 def _grown(mask: np.ndarray, pixels: int) -> np.ndarray:

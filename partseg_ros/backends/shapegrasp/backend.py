@@ -31,10 +31,14 @@ from partseg_ros.backends.shapegrasp.matching import (
     score_part,
     variant_fit,
 )
+from partseg_ros.backends.reasoning import (
+    build_reasoner,
+    empty_result,
+    object_candidates,
+    unknown_object_reason,
+)
 from partseg_ros.backends.shapegrasp.proposals import find_table, object_clusters, to_full_resolution
 from partseg_ros.backends.shapegrasp.segmentation import ObjectCluster, SegmentationConfig
-from partseg_ros.language.knowledge_base import load_knowledge_base
-from partseg_ros.language.llm_hook import load_hook
 from partseg_ros.language.reasoner import Candidate, InstructionResolution, PartReasoner
 from partseg_ros.types import GroundingRequest, GroundingResult, PartInstance
 
@@ -92,15 +96,8 @@ class ShapeGraspBackend(PartGroundingBackend):
         self.min_colour_share = float(self.config.min_colour_share)
 
     def _load(self) -> None:
-        kb = load_knowledge_base(self.config.knowledge_base)
-        hook = load_hook(self.config.language_model, **self.config.language_model_options)
-        embedder: object = None
-        if self.config.use_embeddings:
-            from partseg_ros.language.embeddings import shared_embedder
-
-            embedder = shared_embedder()
-            embedder.load()
-        self.reasoner = PartReasoner(kb, embedder=embedder, language_model=hook)
+        self.reasoner = build_reasoner(self.config.knowledge_base, self.config.language_model,
+                                       self.config.language_model_options, self.config.use_embeddings)
 
     def warmup(self) -> None:
         self.load()
@@ -116,9 +113,9 @@ class ShapeGraspBackend(PartGroundingBackend):
         timings, lap = clock.timings, clock.lap
         resolution = self.reasoner.resolve(request.instruction)
         lap("language")
-        if resolution.unknown_object:
-            # Geometry cannot tell an unknown thing from the known ones; guessing would hand the planner a wrong object.
-            return self._empty(resolution, f"no knowledge of what a {resolution.unknown_object} looks like", timings)
+        unknown = unknown_object_reason(resolution)
+        if unknown:
+            return self._empty(resolution, unknown, timings)
         stride = max(1, int(self.config.stride))
         plane, depth, rgb, _, points = find_table(request, stride, self.segmentation_config.min_height_m)
         lap("table")
@@ -172,10 +169,7 @@ class ShapeGraspBackend(PartGroundingBackend):
     # ------------------------------------------------------------------ steps
 
     def _candidates(self, resolution: InstructionResolution) -> list[Candidate]:
-        if resolution.candidates:
-            return resolution.candidates
-        kb = self.reasoner.kb
-        return [Candidate(name, self.reasoner.part_for_object(resolution, name), 0.5) for name in kb.objects]
+        return object_candidates(self.reasoner, resolution)
 
     def _choose_object(self, resolution: InstructionResolution, clusters: list[ObjectCluster],
                        readings: list[list[Decomposition]], oracle: bool):
@@ -326,8 +320,4 @@ class ShapeGraspBackend(PartGroundingBackend):
         return mask
 
     def _empty(self, resolution: InstructionResolution, why: str, timings: dict[str, float]) -> GroundingResult:
-        explanation = "; ".join(list(resolution.reasons) + [why])
-        return GroundingResult(
-            instances=[], backend=self.name, object_label=resolution.kb_object, part_label=resolution.part_name,
-            explanation=explanation, timings_ms=timings,
-        )
+        return empty_result(self.name, resolution, why, timings)
