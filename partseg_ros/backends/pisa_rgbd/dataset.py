@@ -39,6 +39,7 @@ class CropSample:
     labels: np.ndarray  # (S, S) uint8: 0 = not this object, i = parts[i - 1]
     kind: str
     parts: tuple[str, ...]
+    frame: int = -1  # crops of one frame share it: training asks each phrase of every object in the frame
 
 
 def _disturbed_proposal(view, object_id: int, rng: np.random.Generator) -> np.ndarray:
@@ -108,6 +109,19 @@ class Query:
     text: str
     presence: float  # 1 when the crop shows the named object
     target_parts: tuple[int, ...]  # label values that make up the named part (empty for absent objects)
+    object_name: str = ""
+    part_phrase: str = ""
+
+
+def answer_for(sample: CropSample, object_name: str, part_phrase: str) -> Query:
+    """What a phrase asked of another crop should get: presence when the crop's kind answers to the name, and
+    the part's labels when that kind has a part of that name."""
+    words = kind_words(sample.kind, sample.parts)
+    if object_name not in words.names:
+        return Query(query_text(part_phrase, object_name), 0.0, (), object_name, part_phrase)
+    group = next((g for g in words.groups if part_phrase in g.phrases or part_phrase == g.name), None)
+    targets = tuple(sample.parts.index(p) + 1 for p in group.generator_parts) if group else ()
+    return Query(query_text(part_phrase, object_name), 1.0, targets, object_name, part_phrase)
 
 
 def training_queries(sample: CropSample, all_kinds: dict[str, tuple[str, ...]], rng: np.random.Generator,
@@ -122,7 +136,7 @@ def training_queries(sample: CropSample, all_kinds: dict[str, tuple[str, ...]], 
         name = words.names[0] if rng.random() < 0.5 else str(rng.choice(words.names))
         phrase = str(rng.choice([p for p in g.phrases if " of " not in p] or [g.name]))
         targets = tuple(sample.parts.index(p) + 1 for p in g.generator_parts)
-        queries.append(Query(query_text(phrase, name), 1.0, targets))
+        queries.append(Query(query_text(phrase, name), 1.0, targets, name, phrase))
     others = [k for k in all_kinds if k != sample.kind]
     own_names = set(words.names)
     for _ in range(negatives):
@@ -133,7 +147,8 @@ def training_queries(sample: CropSample, all_kinds: dict[str, tuple[str, ...]], 
             if names:
                 g = other.groups[int(rng.integers(len(other.groups)))]
                 phrase = str(rng.choice([p for p in g.phrases if " of " not in p] or [g.name]))
-                queries.append(Query(query_text(phrase, str(rng.choice(names))), 0.0, ()))
+                name = str(rng.choice(names))
+                queries.append(Query(query_text(phrase, name), 0.0, (), name, phrase))
                 break
     return queries
 
@@ -155,12 +170,15 @@ def _generate_shard(job: tuple[str, int, int, str, dict]) -> dict:
         view, meta = render_randomised(randomised, domain, view_seed=0)
         rng = np.random.default_rng([seed, 0x43524F50])
         got = crops_from_view(view, randomised.kinds, settings, rng)
+        for sample in got:
+            sample.frame = seed
         samples += got
         records.append({"seed": seed, "camera": meta["camera"], "sensor": meta["sensor"], "crops": len(got)})
     path = Path(out) / f"{regime}_{first_seed:07d}.npz"
     np.savez(path, channels=np.stack([s.channels for s in samples]), scalars=np.stack([s.scalars for s in samples]),
              labels=np.stack([s.labels for s in samples]),
-             kinds=np.array([s.kind for s in samples]), parts=np.array(["|".join(s.parts) for s in samples]))
+             kinds=np.array([s.kind for s in samples]), parts=np.array(["|".join(s.parts) for s in samples]),
+             frames=np.array([s.frame for s in samples], dtype=np.int64))
     return {"shard": path.name, "frames": records, "crops": len(samples)}
 
 
@@ -196,13 +214,27 @@ def load_crops(folder: Path, regime: str) -> dict[str, np.ndarray]:
     if not shards:
         raise FileNotFoundError(f"no {regime} crop shards in {folder}; run partseg_generate_training_crops first")
     parts = [dict(np.load(s)) for s in shards]
+    index = _shard_index(Path(folder), regime)
+    for shard, part in zip(shards, parts):
+        if "frames" not in part and shard.name in index:  # shards written before frames were stored
+            part["frames"] = np.repeat([f["seed"] for f in index[shard.name]], [f["crops"] for f in index[shard.name]])
+        if len(part.get("frames", ())) != len(part["kinds"]):
+            part["frames"] = np.full(len(part["kinds"]), -1, dtype=np.int64)
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def _shard_index(folder: Path, regime: str) -> dict[str, list[dict]]:
+    path = folder / f"{regime}_index.jsonl"
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {row["shard"]: row["frames"] for row in rows}
 
 
 def iterate_samples(data: dict[str, np.ndarray]) -> Iterator[CropSample]:
     for i in range(len(data["kinds"])):
         yield CropSample(data["channels"][i], data["scalars"][i], data["labels"][i], str(data["kinds"][i]),
-                         tuple(str(data["parts"][i]).split("|")))
+                         tuple(str(data["parts"][i]).split("|")), int(data["frames"][i]))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -168,8 +168,12 @@ class RgbdPartGrounder(nn.Module):
             pixels = F.interpolate(pixels, size=level.shape[-2:], mode="bilinear", align_corners=False) + lateral(level)
         return CropFeatures(tokens=tokens, pixels=self.smooth(pixels))
 
-    def decode(self, features: CropFeatures, crop_index: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mask logits (Q, S/2, S/2) and presence logits (Q,) for phrase q asked of crop ``crop_index[q]``."""
+    def decode(self, features: CropFeatures, crop_index: torch.Tensor, text: torch.Tensor,
+               masks_for: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits (Q, S/2, S/2) and presence logits (Q,) for phrase q asked of crop ``crop_index[q]``.
+
+        ``masks_for`` (bool, Q) limits the masks to those pairs (training asks many phrases only for presence).
+        """
         image = features.tokens[crop_index]
         prompt = self.text_proj(text)[:, None, :]
         q = prompt.shape[0]
@@ -178,18 +182,20 @@ class RgbdPartGrounder(nn.Module):
         pos = self.image_pos.expand(q, -1, -1)
         for layer in self.layers:
             tokens, image = layer(tokens, image, pos)
+        presence = self.presence_head(tokens[:, 1])[:, 0]
+        if masks_for is not None:
+            crop_index, image, tokens = crop_index[masks_for], image[masks_for], tokens[masks_for]
         pixels = features.pixels[crop_index]
         # The attended image tokens refine the pyramid's pixels (query-specific, at the coarse grid).
-        coarse = self.image_to_pixels(image).transpose(1, 2).reshape(q, -1, self.grid, self.grid)
+        coarse = self.image_to_pixels(image).transpose(1, 2).reshape(len(crop_index), -1, self.grid, self.grid)
         pixels = pixels + F.interpolate(coarse, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
         classifier = self.hyper(tokens[:, 0])
         masks = torch.einsum("qchw,qc->qhw", pixels, classifier)
-        presence = self.presence_head(tokens[:, 1])[:, 0]
         return masks, presence
 
     def forward(self, crops: torch.Tensor, scalars: torch.Tensor, crop_index: torch.Tensor,
-                text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.decode(self.encode(crops, scalars), crop_index, text)
+                text: torch.Tensor, masks_for: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decode(self.encode(crops, scalars), crop_index, text, masks_for)
 
 
 def _frozen_dinov2(source: str) -> nn.Module:

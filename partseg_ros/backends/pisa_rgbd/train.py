@@ -29,12 +29,20 @@ from torch.nn import functional as F
 
 from partseg_ros.backends.pisa_rgbd.checkpoint import save_model
 from partseg_ros.backends.pisa_rgbd.crops import CropSettings
-from partseg_ros.backends.pisa_rgbd.dataset import CropSample, Query, iterate_samples, load_crops, training_queries
+from partseg_ros.backends.pisa_rgbd.dataset import (
+    CropSample,
+    Query,
+    answer_for,
+    iterate_samples,
+    load_crops,
+    training_queries,
+)
 from partseg_ros.backends.pisa_rgbd.model import GrounderConfig, RgbdPartGrounder
 
 BCE_WEIGHT = 1.0
 DICE_WEIGHT = 1.0
 PRESENCE_WEIGHT = 1.0
+RANKING_WEIGHT = 0.5
 
 
 class PhraseEncoder:
@@ -70,66 +78,141 @@ def _augment(channels: np.ndarray, labels: np.ndarray, rng: np.random.Generator)
 
 def make_batch(samples: list[CropSample], kinds: dict[str, tuple[str, ...]], rng: np.random.Generator,
                phrases: PhraseEncoder, augment: bool) -> dict[str, torch.Tensor]:
-    crops, scalars, index, texts, presence, targets = [], [], [], [], [], []
-    for i, sample in enumerate(samples):
+    """Crops, and every phrase of a frame asked of every crop of that frame.
+
+    Each crop contributes phrases naming its own parts and some naming other
+    objects; asking them of all the frame's objects gives the hard negatives
+    that matter at run time (the hammer next to the screwdriver) and, per
+    phrase, a choice among the frame's objects for the ranking loss.
+    """
+    crops, scalars, labels_by_crop = [], [], []
+    for sample in samples:
         channels, labels = (_augment(sample.channels, sample.labels, rng) if augment
                             else (sample.channels.astype(np.float32), sample.labels))
         crops.append(channels)
         scalars.append(sample.scalars)
-        for query in training_queries(sample, kinds, rng):
-            index.append(i)
-            texts.append(query.text)
-            presence.append(query.presence)
-            targets.append(np.isin(labels, query.target_parts) if query.target_parts else np.zeros_like(labels, bool))
+        labels_by_crop.append(labels)
+    frames: dict[int, list[int]] = {}
+    for i, sample in enumerate(samples):
+        frames.setdefault(sample.frame if sample.frame >= 0 else -1 - i, []).append(i)
+    index, texts, presence, targets, groups = [], [], [], [], []
+    for members in frames.values():
+        asked: dict[str, Query] = {}
+        for i in members:
+            for query in training_queries(samples[i], kinds, rng, positives=2, negatives=1):
+                asked.setdefault(query.text, query)
+        for query in asked.values():
+            group = len(set(groups))
+            for j in members:
+                answer = answer_for(samples[j], query.object_name, query.part_phrase)
+                index.append(j)
+                texts.append(query.text)
+                presence.append(answer.presence)
+                targets.append(np.isin(labels_by_crop[j], answer.target_parts) if answer.target_parts
+                               else np.zeros_like(labels_by_crop[j], bool))
+                groups.append(group)
     return {
         "crops": torch.from_numpy(np.stack(crops)), "scalars": torch.from_numpy(np.stack(scalars).astype(np.float32)),
         "index": torch.tensor(index), "text": phrases(texts), "presence": torch.tensor(presence, dtype=torch.float32),
-        "targets": torch.from_numpy(np.stack(targets).astype(np.float32)),
+        "targets": torch.from_numpy(np.stack(targets).astype(np.float32)), "group": torch.tensor(groups),
     }
 
 
+def _ranking(presence: torch.Tensor, truth: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy of choosing a right object among a frame's objects, share of phrases chosen right), over
+    the phrases whose frame holds both right and wrong objects."""
+    count = int(group.max()) + 1 if len(group) else 0
+    slots = torch.zeros(count, dtype=torch.long)
+    order = torch.zeros(len(group), dtype=torch.long)
+    for k, g in enumerate(group.tolist()):
+        order[k] = slots[g]
+        slots[g] += 1
+    width = int(slots.max()) if count else 0
+    logits = presence.new_full((count, max(width, 1)), float("-inf"))
+    right = torch.zeros((count, max(width, 1)), dtype=torch.bool)
+    logits[group, order] = presence
+    right[group, order] = truth
+    valid = right.any(1) & ((~right) & torch.isfinite(logits)).any(1)
+    if not valid.any():
+        return presence.sum() * 0.0, presence.new_tensor(float("nan"))
+    all_lse = torch.logsumexp(logits[valid], dim=1)
+    right_lse = torch.logsumexp(logits[valid].masked_fill(~right[valid], float("-inf")), dim=1)
+    chosen = right[valid].gather(1, logits[valid].argmax(1, keepdim=True))[:, 0]
+    return (all_lse - right_lse).mean(), chosen.float().mean()
+
+
 def losses(model: RgbdPartGrounder, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    masks, presence = model(batch["crops"], batch["scalars"], batch["index"], batch["text"])
-    masks = F.interpolate(masks[:, None], size=batch["targets"].shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    positive = batch["presence"] > 0.5
+    truth = batch["presence"] > 0.5
+    with_part = truth & (batch["targets"].flatten(1).sum(1) > 0)
+    masks, presence = model(batch["crops"], batch["scalars"], batch["index"], batch["text"], with_part)
     presence_loss = F.binary_cross_entropy_with_logits(presence, batch["presence"])
-    if positive.any():
-        logits, target = masks[positive], batch["targets"][positive]
+    ranking, _ = _ranking(presence, truth, batch["group"])
+    if with_part.any():
+        logits = F.interpolate(masks[:, None], size=batch["targets"].shape[-2:], mode="bilinear",
+                               align_corners=False)[:, 0]
+        target = batch["targets"][with_part]
         bce = F.binary_cross_entropy_with_logits(logits, target)
         prob = torch.sigmoid(logits).flatten(1)
         flat = target.flatten(1)
         dice = (1.0 - (2.0 * (prob * flat).sum(1) + 1.0) / (prob.sum(1) + flat.sum(1) + 1.0)).mean()
     else:
         bce = dice = masks.sum() * 0.0
-    total = BCE_WEIGHT * bce + DICE_WEIGHT * dice + PRESENCE_WEIGHT * presence_loss
-    return total, {k: float(v.detach()) for k, v in (("bce", bce), ("dice", dice), ("presence", presence_loss), ("total", total))}
+    total = BCE_WEIGHT * bce + DICE_WEIGHT * dice + PRESENCE_WEIGHT * presence_loss + RANKING_WEIGHT * ranking
+    parts = (("bce", bce), ("dice", dice), ("presence", presence_loss), ("ranking", ranking), ("total", total))
+    return total, {k: float(v.detach()) for k, v in parts}
 
 
 @torch.no_grad()
 def evaluate(model: RgbdPartGrounder, samples: list[CropSample], kinds: dict[str, tuple[str, ...]],
-             phrases: PhraseEncoder, seed: int = 1234, batch_size: int = 64) -> dict[str, float]:
-    """Presence accuracy, mean part IoU and the share of parts found at IoU >= 0.5, on fixed phrases."""
+             phrases: PhraseEncoder, seed: int = 1234, batch_size: int = 48) -> dict[str, float]:
+    """On fixed phrases: presence accuracy, how often the right object of a frame is chosen, mean part IoU and the
+    share of parts found at IoU >= 0.5."""
     model.eval()
     rng = np.random.default_rng(seed)
     correct = total = hits = positives = 0
-    ious = []
-    for start in range(0, len(samples), batch_size):
-        batch = make_batch(samples[start:start + batch_size], kinds, rng, phrases, augment=False)
-        masks, presence = model(batch["crops"], batch["scalars"], batch["index"], batch["text"])
-        masks = F.interpolate(masks[:, None], size=batch["targets"].shape[-2:], mode="bilinear")[:, 0] > 0
+    chosen, ious = [], []
+    for batch_samples in _frame_batches(samples, batch_size):
+        batch = make_batch(batch_samples, kinds, rng, phrases, augment=False)
         truth = batch["presence"] > 0.5
+        with_part = truth & (batch["targets"].flatten(1).sum(1) > 0)
+        masks, presence = model(batch["crops"], batch["scalars"], batch["index"], batch["text"], with_part)
         correct += int(((presence > 0) == truth).sum())
         total += len(truth)
-        for pred, target, is_pos in zip(masks, batch["targets"] > 0.5, truth):
-            if not is_pos or not target.any():
-                continue
-            iou = float((pred & target).sum() / max(int((pred | target).sum()), 1))
-            ious.append(iou)
-            hits += iou >= 0.5
-            positives += 1
+        _, share = _ranking(presence, truth, batch["group"])
+        if torch.isfinite(share):
+            chosen.append(float(share))
+        if with_part.any():
+            predicted = F.interpolate(masks[:, None], size=batch["targets"].shape[-2:], mode="bilinear")[:, 0] > 0
+            for pred, target in zip(predicted, batch["targets"][with_part] > 0.5):
+                iou = float((pred & target).sum() / max(int((pred | target).sum()), 1))
+                ious.append(iou)
+                hits += iou >= 0.5
+                positives += 1
     model.train()
-    return {"presence_accuracy": correct / max(total, 1), "mean_iou": float(np.mean(ious)) if ious else 0.0,
-            "part_hit_rate": hits / max(positives, 1)}
+    return {"presence_accuracy": correct / max(total, 1), "object_choice": float(np.mean(chosen)) if chosen else 0.0,
+            "mean_iou": float(np.mean(ious)) if ious else 0.0, "part_hit_rate": hits / max(positives, 1)}
+
+
+def _frame_batches(samples: list[CropSample], batch_size: int) -> list[list[CropSample]]:
+    """Whole frames, in order, packed into batches of about ``batch_size`` crops."""
+    batches, current, last = [], [], None
+    for sample in samples:
+        if current and len(current) >= batch_size and sample.frame != last:
+            batches.append(current)
+            current = []
+        current.append(sample)
+        last = sample.frame
+    return batches + ([current] if current else [])
+
+
+def _sample_frames(by_frame: list[list[int]], batch_size: int, rng: np.random.Generator) -> list[int]:
+    """Random whole frames until the batch holds ``batch_size`` crops (the last frame may overshoot)."""
+    chosen: list[int] = []
+    for f in rng.permutation(len(by_frame)):
+        chosen += by_frame[int(f)]
+        if len(chosen) >= batch_size:
+            break
+    return chosen
 
 
 def _plot(history: dict, path: Path) -> None:
@@ -143,6 +226,7 @@ def _plot(history: dict, path: Path) -> None:
     axes[0].plot(steps, [h["total"] for h in history["train"]], label="total", lw=0.8)
     axes[0].plot(steps, [h["presence"] for h in history["train"]], label="presence BCE", lw=0.8)
     axes[0].plot(steps, [h["dice"] for h in history["train"]], label="mask Dice", lw=0.8)
+    axes[0].plot(steps, [h.get("ranking", np.nan) for h in history["train"]], label="object ranking CE", lw=0.8)
     axes[0].set_xlabel("step")
     axes[0].set_title("training loss (running mean)")
     axes[0].legend()
@@ -151,8 +235,8 @@ def _plot(history: dict, path: Path) -> None:
         if rows:
             axes[1].plot([r["step"] for r in rows], [r["part_hit_rate"] for r in rows], marker="o",
                          label=f"{name}: part IoU>=0.5")
-            axes[1].plot([r["step"] for r in rows], [r["presence_accuracy"] for r in rows], ls="--",
-                         label=f"{name}: presence accuracy")
+            axes[1].plot([r["step"] for r in rows], [r.get("object_choice", np.nan) for r in rows], ls="--",
+                         label=f"{name}: right object chosen")
     axes[1].set_ylim(0, 1)
     axes[1].set_xlabel("step")
     axes[1].set_title("validation")
@@ -174,6 +258,10 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
     crop_settings = CropSettings(size=config.crop_size)
     train_samples = list(iterate_samples(load_crops(data, "training")))
     kinds = {s.kind: s.parts for s in train_samples}
+    frame_members: dict[int, list[int]] = {}
+    for i, sample in enumerate(train_samples):
+        frame_members.setdefault(sample.frame if sample.frame >= 0 else -1 - i, []).append(i)
+    by_frame = list(frame_members.values())
     validation = {}
     for regime in ("validation", "held_back"):
         try:
@@ -220,7 +308,7 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
         progress_share = min((time.perf_counter() - started) / budget_s, 1.0)
         for group in optimiser.param_groups:
             group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress_share))) * min(1.0, (step + 1) / 100)
-        chosen = rng.choice(len(train_samples), size=batch_size, replace=False)
+        chosen = _sample_frames(by_frame, batch_size, rng)
         batch = make_batch([train_samples[i] for i in chosen], all_kinds, rng, phrases, augment=True)
         batch = {k: v.to(device) for k, v in batch.items()}
         loss, parts = losses(model, batch)

@@ -1,0 +1,233 @@
+"""The learned pisa_rgbd backend: data generator, crops, network, training, committed weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from partseg_ros.backends.pisa_rgbd.crops import (  # noqa: E402
+    CHANNELS,
+    CropSettings,
+    crop_inputs,
+    crop_labels,
+    height_above_plane,
+    paste_crop,
+    square_window,
+)
+from partseg_ros.backends.pisa_rgbd.model import GrounderConfig, RgbdPartGrounder  # noqa: E402
+from partseg_ros.scene.randomised import (  # noqa: E402
+    HELD_BACK_KINDS,
+    ActiveStereoSensor,
+    DomainSettings,
+    TimeOfFlightSensor,
+    random_scene,
+    render_randomised,
+    table_plane_in_camera,
+)
+from partseg_ros.types import GroundingRequest  # noqa: E402
+
+TINY = GrounderConfig(crop_size=32, widths=(8, 16, 16, 16), embed_dim=16, pixel_dim=8, heads=2, decoder_layers=1)
+
+
+def test_generator_is_deterministic_from_its_seed():
+    domain = DomainSettings.training()
+    first, _ = render_randomised(random_scene(11, domain), domain, view_seed=0)
+    again, _ = render_randomised(random_scene(11, domain), domain, view_seed=0)
+    other, _ = render_randomised(random_scene(12, domain), domain, view_seed=0)
+    assert np.array_equal(first.rgb, again.rgb)
+    assert np.array_equal(np.nan_to_num(first.depth_m), np.nan_to_num(again.depth_m))
+    assert np.array_equal(first.part_ids, again.part_ids)
+    assert first.rgb.shape != other.rgb.shape or not np.array_equal(first.rgb, other.rgb)
+
+
+def test_training_scenes_never_build_held_back_kinds_nor_use_held_back_cameras():
+    training = DomainSettings.training()
+    kinds = {k for seed in range(40) for k in random_scene(seed, training).kinds}
+    assert not kinds & set(HELD_BACK_KINDS)
+    assert len(kinds) > 20
+    held = DomainSettings.held_back()
+    assert not set(held.cameras) & set(training.cameras)
+    assert not set(held.sensors) & set(training.sensors)
+    assert not set(held.shape_styles) & set(training.shape_styles)
+
+
+def _step_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A box 0.3 m in front of a wall at 0.6 m, seen head on (normals towards the camera)."""
+    depth = np.full((60, 80), 0.6)
+    depth[20:40, 30:50] = 0.3
+    normals = np.zeros((60, 80, 3))
+    normals[..., 2] = -1.0
+    reflectance = np.full(depth.shape, 0.5)
+    none = np.zeros(depth.shape, bool)
+    return depth, normals, reflectance, none
+
+
+def test_active_stereo_leaves_a_shadow_beside_near_objects_and_time_of_flight_does_not():
+    depth, normals, reflectance, none = _step_scene()
+    stereo = ActiveStereoSensor(baseline_m=0.05, focal_px=200.0, random_hole_rate=0.0, flying_pixel_rate=0.0)
+    out = stereo.apply(depth, normals, np.random.default_rng(0), reflectance, none, none)
+    # Disparities 33.3 px (box) and 16.7 px (wall): the right camera misses about 17 px of wall left of the box.
+    shadow_band = out[25:35, 15:28]
+    assert np.isnan(shadow_band).mean() > 0.9
+    assert np.isfinite(out[25:35, 55:75]).mean() > 0.95  # the other side is seen
+    assert np.nanmax(np.abs(out[25:35, 32:48] - 0.3)) < 0.01
+    tof = TimeOfFlightSensor(flying_pixel_rate=0.0)
+    out = tof.apply(depth, normals, np.random.default_rng(0), reflectance, none, none)
+    assert np.isfinite(out[25:35, 15:28]).mean() > 0.95
+
+
+def test_crop_and_paste_are_inverse_up_to_resampling():
+    mask = np.zeros((120, 160), bool)
+    mask[40:90, 60:75] = True  # a tall thin part
+    settings = CropSettings(size=48)
+    window = square_window(mask, settings)
+    cropped = crop_labels(mask.astype(np.uint8), window, settings.size).astype(np.float32)
+    back = paste_crop(cropped, window, mask.shape) > 0.5
+    iou = (back & mask).sum() / (back | mask).sum()
+    assert iou > 0.85
+
+
+def test_crop_inputs_are_camera_normalised():
+    """The same object seen at twice the distance gives nearly the same height channel."""
+    from partseg_ros.types import CameraIntrinsics
+
+    k = CameraIntrinsics(500.0, 500.0, 79.5, 59.5, 160, 120)
+    rgb = np.full((120, 160, 3), 128, np.uint8)
+    out = []
+    for z in (0.5, 1.0):
+        depth = np.full((120, 160), z, np.float32)
+        half = int(0.05 * 500 / z)  # a 10 cm square 5 cm tall
+        depth[60 - half:60 + half, 80 - half:80 + half] = z - 0.05
+        mask = np.abs(depth - (z - 0.05)) < 1e-6
+        height = height_above_plane(depth, k, np.array([0.0, 0.0, -1.0]), z)
+        channels, scalars = crop_inputs(rgb, depth, height, mask, square_window(mask, CropSettings(size=32)), k.fx,
+                                        CropSettings(size=32))
+        out.append((channels, scalars))
+    assert out[0][0].shape == (len(CHANNELS), 32, 32)
+    assert np.abs(out[0][0][3] - out[1][0][3]).mean() < 0.05
+    assert abs(out[0][1][0] - out[1][1][0]) < 0.1  # same metric size
+
+
+def test_table_plane_from_the_camera_pose_gives_zero_height_on_the_table():
+    domain = DomainSettings.training()
+    view, _ = render_randomised(random_scene(3, domain), domain, view_seed=0)
+    normal, offset = table_plane_in_camera(view.world_from_camera)
+    height = height_above_plane(view.depth_clean_m, view.intrinsics, normal, offset)
+    table = (view.object_ids == 0) & np.isfinite(height) & (np.abs(height) < 0.05)
+    assert table.sum() > 1000
+    assert np.abs(np.median(height[table])) < 0.002
+    objects = (view.object_ids > 0) & np.isfinite(height)
+    assert np.median(height[objects]) > 0.005
+
+
+def test_network_builds_from_its_config_and_answers_every_phrase():
+    model = RgbdPartGrounder(TINY).eval()
+    crops = torch.randn(3, 7, 32, 32)
+    with torch.no_grad():
+        features = model.encode(crops, torch.zeros(3, 2))
+        masks, presence = model.decode(features, torch.tensor([0, 0, 2, 1]), torch.randn(4, 384))
+    assert masks.shape == (4, 16, 16)
+    assert presence.shape == (4,)
+    # The same crop asked two different phrases gets two different answers.
+    assert not torch.allclose(masks[0], masks[1])
+
+
+def test_training_steps_lower_the_loss_on_a_tiny_set():
+    from partseg_ros.backends.pisa_rgbd.dataset import crops_from_view
+    from partseg_ros.backends.pisa_rgbd.train import PhraseEncoder, losses, make_batch
+
+    domain = DomainSettings.training()
+    samples = []
+    for seed in (1, 2):
+        randomised = random_scene(seed, domain)
+        view, _ = render_randomised(randomised, domain, view_seed=0)
+        samples += crops_from_view(view, randomised.kinds, CropSettings(size=32), np.random.default_rng(seed))
+    kinds = {s.kind: s.parts for s in samples}
+    torch.manual_seed(0)
+    model = RgbdPartGrounder(TINY)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batch = make_batch(samples[:6], kinds, np.random.default_rng(0), PhraseEncoder(), augment=False)
+    first = None
+    for _ in range(40):
+        loss, _ = losses(model, batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        first = first if first is not None else float(loss)
+    assert float(loss) < 0.6 * first
+
+
+def test_unknown_backend_options_fail_before_loading_with_the_closest_name():
+    from partseg_ros.backends.registry import create_backend
+
+    with pytest.raises(ValueError, match="presence_threshold"):
+        create_backend("pisa_rgbd", presence_treshold=0.4)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        create_backend("pisa_rgbd", mask_threshold=2.0)
+
+
+def test_model_folder_round_trip_and_missing_folder_message(tmp_path):
+    from partseg_ros.backends.base import CheckpointNotFoundError
+    from partseg_ros.backends.pisa_rgbd.checkpoint import load_model, save_model
+
+    model = RgbdPartGrounder(TINY)
+    save_model(tmp_path / "run", model, CropSettings(size=32), {"note": "test"})
+    loaded, crops, config = load_model(str(tmp_path / "run"))
+    assert crops.size == 32 and config["record"]["note"] == "test"
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
+    with pytest.raises(CheckpointNotFoundError, match="backend_options.checkpoint"):
+        load_model(str(tmp_path / "nowhere"))
+
+
+def test_committed_model_finds_the_mug_handle_on_a_scene_it_renders_itself():
+    """The shipped weights, loaded through the user path (no checkpoint option), on generated scenes."""
+    from partseg_ros.backends.pisa_rgbd.vocabulary import kind_words
+    from partseg_ros.backends.registry import create_backend
+
+    backend = create_backend("pisa_rgbd")
+    backend.load()
+    domain = DomainSettings.training()
+    ious = []
+    for seed in (101, 102, 103):
+        randomised = random_scene(seed, domain, kinds=["mug", "block", "bowl"])
+        view, _ = render_randomised(randomised, domain, view_seed=0)
+        mug = randomised.scene.objects[0]
+        handle_ids = [i for i, n in enumerate(view.part_names) if n == f"{mug.instance}/handle"]
+        truth = np.isin(view.part_ids, handle_ids)
+        if truth.sum() < 50:
+            continue
+        result = backend.ground(GroundingRequest(view.rgb, "pick up the mug", view.depth_m, view.intrinsics))
+        predicted = result.union_mask(truth.shape)
+        ious.append((predicted & truth).sum() / max((predicted | truth).sum(), 1))
+        assert result.part_label == "handle"
+    assert ious and np.median(ious) >= 0.5, ious
+    assert kind_words("mug", ("body", "handle")).kb_object == "mug"
+
+
+def test_dinov2_encoder_variant_loads_a_transformers_checkpoint_and_keeps_it_out_of_the_model_folder(tmp_path):
+    """A user with DINOv2 weights gets PISA's backbone: tested on a tiny DINOv2 in transformers' own layout."""
+    transformers = pytest.importorskip("transformers")
+    from partseg_ros.backends.pisa_rgbd.checkpoint import load_model, save_model
+
+    tiny = transformers.Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                     patch_size=14, image_size=56)
+    transformers.Dinov2Model(tiny).save_pretrained(tmp_path / "dinov2")
+    config = GrounderConfig(**{**TINY.to_dict(), "encoder": "dinov2", "dinov2": str(tmp_path / "dinov2"),
+                               "dinov2_input": 56, "widths": TINY.widths})
+    model = RgbdPartGrounder(config).eval()
+    with torch.no_grad():
+        masks, presence = model(torch.randn(2, 7, 32, 32), torch.zeros(2, 2), torch.tensor([0, 1]), torch.randn(2, 384))
+    assert masks.shape == (2, 16, 16) and torch.isfinite(presence).all()
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    save_model(tmp_path / "run", model, CropSettings(size=32))
+    from safetensors.torch import load_file
+
+    assert not any(k.startswith("backbone.") for k in load_file(str(tmp_path / "run" / "weights.safetensors")))
+    loaded, _, _ = load_model(str(tmp_path / "run"))
+    with torch.no_grad():
+        again, _ = loaded(torch.ones(1, 7, 32, 32), torch.zeros(1, 2), torch.tensor([0]), torch.ones(1, 384))
+        first, _ = model(torch.ones(1, 7, 32, 32), torch.zeros(1, 2), torch.tensor([0]), torch.ones(1, 384))
+    assert torch.allclose(again, first, atol=1e-5)
