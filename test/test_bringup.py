@@ -28,7 +28,7 @@ def test_defaults_start_the_lifecycle_node_with_the_package_config():
     (spec,) = bringup_spec.nodes()
     assert (spec.package, spec.executable, spec.name, spec.lifecycle) == ("partseg", "partseg_node", "partseg", True)
     assert spec.params_files == (str(ROOT / "config" / "partseg.yaml"),)
-    assert spec.parameters == {"backend": "shapegrasp", "device": "auto", "autostart": True}
+    assert spec.parameters == {"backend": "pisa_rgbd", "device": "auto", "autostart": True}
     # camera_namespace becomes remappings of the node's relative input topics (issue 14).
     assert spec.remappings == (("color/image_raw", "/camera/color/image_raw"),
                                ("aligned_depth_to_color/image_raw", "/camera/aligned_depth_to_color/image_raw"),

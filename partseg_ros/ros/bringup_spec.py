@@ -24,7 +24,7 @@ class LaunchArgument:
 
 
 ARGUMENTS: tuple[LaunchArgument, ...] = (
-    LaunchArgument("backend", "shapegrasp", "part-grounding backend (registry name or package.module:Class)"),
+    LaunchArgument("backend", "pisa_rgbd", "part-grounding backend (registry name or package.module:Class)"),
     LaunchArgument("device", "auto", "compute device: auto, cpu, cuda, cuda:N"),
     LaunchArgument("camera_namespace", "/camera",
                    "namespace of the RGB-D camera's topics, applied as remappings (realsense2_camera: /camera/camera)"),

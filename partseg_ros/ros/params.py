@@ -27,7 +27,7 @@ from partseg_ros.ros.validation import InputLimits
 # name -> (default, description). Dots are the nesting of the YAML file.
 PARAMETERS: dict[str, tuple[Any, str]] = {
     "autostart": (False, "configure and activate on start-up instead of waiting for lifecycle transitions"),
-    "backend": ("shapegrasp", "part-grounding backend (see partseg_ros.backends.registry) or 'module:Class'"),
+    "backend": ("pisa_rgbd", "part-grounding backend (see partseg_ros.backends.registry) or 'module:Class'"),
     "device": ("auto", "compute device handed to the backend: auto, cpu, cuda, cuda:1"),
     "warmup": (True, "run the backend once on a dummy frame in configure so the first real frame is not slow"),
     "camera_namespace": (
