@@ -80,8 +80,9 @@ def system():
         yield probe, raw_node, compressed_node
     finally:
         probe.close()
-        for process in (raw_node, compressed_node):
-            assert process.stop() == 0, process.output()[-3000:]
+        logs = {name: process.output()[-3000:] for name, process in (("raw", raw_node), ("compressed", compressed_node))}
+        codes = {"raw": raw_node.stop(), "compressed": compressed_node.stop()}  # both stopped before asserting
+        assert codes == {"raw": 0, "compressed": 0}, (codes, logs)
 
 
 def _ask(probe: Probe, client, instruction: str, min_stamp_ns: int = 0, timeout_s: float = 20.0):
