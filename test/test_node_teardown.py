@@ -36,11 +36,14 @@ def small_frame():
 
 
 def stream(probe: Probe, stop: threading.Event, hz: float = 30.0) -> None:
+    """Publish until stopped; a publish refused under load ("cannot publish data") is retried, not fatal, so the
+    camera does not fall silent and leave the node with nothing to answer."""
     while not stop.is_set():
         try:
             probe.send_frame(*small_frame())
         except Exception:  # noqa: BLE001 - the context may go down at the end
-            return
+            if stop.is_set():
+                return
         time.sleep(1.0 / hz)
 
 
