@@ -6,7 +6,7 @@ import abc
 import dataclasses
 import difflib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from partseg_ros.types import GroundingRequest, GroundingResult
@@ -137,3 +137,19 @@ class PartGroundingBackend(abc.ABC):
     @abc.abstractmethod
     def _ground(self, request: GroundingRequest) -> GroundingResult:
         """Answer one request; never returns canned output."""
+
+
+def parse_options(items: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` pairs from a command line; values are parsed as YAML scalars so numbers and booleans keep
+    their type (``stride=4`` is an int, ``fp16=true`` a bool)."""
+    import argparse
+
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"--backend-option expects key=value, got {item!r}")
+        options[key.strip()] = yaml.safe_load(value) if value else ""
+    return options

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import yaml
 
+from partseg_ros.backends.base import parse_options
 from partseg_ros.evaluation import node_params
 from partseg_ros.evaluation.live import LiveEvaluationError, LiveSettings, evaluate_live
 from partseg_ros.evaluation.node_params import DEFAULT_PARAMS_FILE
@@ -45,17 +45,6 @@ def find_bags(paths: Sequence[Path]) -> list[Path]:
             raise FileNotFoundError(f"{path} is not a bag folder or a folder of bags")
     unique = sorted({p.resolve() for p in bags})
     return unique
-
-
-def parse_options(items: Sequence[str]) -> dict[str, Any]:
-    """k=v pairs; values are parsed as YAML scalars so numbers and booleans keep their type."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise argparse.ArgumentTypeError(f"--backend-option expects key=value, got {item!r}")
-        options[key.strip()] = yaml.safe_load(value) if value else ""
-    return options
 
 
 def resolve_params_file(path: Optional[Path]) -> Optional[Path]:

@@ -29,8 +29,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from partseg_ros.backends.base import parse_options
 from partseg_ros.backends.registry import available_backends, create_backend
-from partseg_ros.evaluation.cli import parse_options
 from partseg_ros.language.knowledge_base import load_knowledge_base
 from partseg_ros.language.paraphrase import FAMILIES, HELD_BACK_FAMILIES, instruction_for
 from partseg_ros.types import GroundingRequest
