@@ -49,6 +49,8 @@ class PisaRgbdConfig:
     colour_weight: float = 0.7  # how much a named colour's agreement weighs in the choice (0 = ignored)
     min_colour_share: float = 0.2  # a named colour must cover at least this share of the chosen object
     max_proposals: int = 12  # largest clusters kept (a cluttered table is cut here)
+    part_reach: float = 1.0 / 16.0  # a part may extend this share of the crop side past its proposal...
+    part_min_height_m: float = 0.003  # ...on pixels standing at least this high above the table
     candidate_limit: int = 8  # knowledge-base candidates asked when the instruction names no object
     knowledge_base: Optional[str] = None
     language_model: Optional[str] = None
@@ -201,7 +203,8 @@ class PisaRgbdBackend(PartGroundingBackend):
             return self._empty(resolution, f"the {noun} in view is not {' and '.join(colours)} "
                                            f"({colour_share[best_obj]:.0%} of it)", timings)
         prob = paste_crop(part_probs[best_obj * len(candidates) + best_cand], windows[best_obj], request.image_size)
-        region = masks[best_obj] | (height > 0.003) & _grown(masks[best_obj], windows[best_obj].side // 16 + 1)
+        reach = int(windows[best_obj].side * cfg.part_reach) + 1
+        region = masks[best_obj] | (height > cfg.part_min_height_m) & _grown(masks[best_obj], reach)
         part = (prob >= cfg.mask_threshold) & (masks[best_obj] if oracle else region)
         lap("grounding")
 
