@@ -4,15 +4,19 @@ config/partseg.yaml sets the same names; every parameter is declared here
 with its default, so a params file only lists what it changes and
 ``ros2 param describe`` explains each one. ``backend_options.*`` and
 ``grasp.*`` are open-ended maps handed to the backend and the grasp-region
-geometry as keyword arguments.
+geometry as keyword arguments. Any other name the table does not know fails
+configure with the closest valid name, since the node declares overrides
+automatically and a typo would otherwise be accepted and ignored.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -126,6 +130,45 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
 }
 OPEN_MAPS = ("backend_options", "grasp")
 
+_INF = math.inf
+# name -> inclusive (low, high) for every numeric parameter, so `ros2 param describe` shows the valid
+# values, `ros2 param set` refuses the rest, and an override outside them fails configure by name.
+RANGES: dict[str, tuple[float, float]] = {
+    "qos.sensor_depth": (1, 1_000_000),
+    "qos.instruction_depth": (1, 1_000_000),
+    "depth.scale": (1e-9, 1e3),
+    "depth.float_scale": (1e-9, 1e3),
+    "depth.plausible_median_min_m": (0.0, 1e6),
+    "depth.plausible_median_max_m": (0.0, 1e6),
+    "depth.min_m": (0.0, 1e6),
+    "depth.max_m": (0.0, 1e6),
+    "depth.max_nonfinite_fraction": (0.0, 1.0),
+    "sync.slop_s": (0.0, 3600.0),
+    "sync.queue_size": (1, 1_000_000),
+    "sync.reset_jump_back_s": (1e-9, 1e6),
+    "sync.reset_repeat_after_s": (1e-9, 1e6),
+    "sync.stall_warn_s": (0.0, 1e6),
+    "ask.timeout_s": (0.0, 1e6),
+    "instruction.frame_max_age_s": (0.0, 1e6),
+    "instruction.queue_size": (1, 1_000_000),
+    "limits.max_instruction_length": (1, 1_000_000),
+    "limits.future_tolerance_s": (0.0, 1e6),
+    "limits.camera_info_timeout_s": (0.0, 1e6),
+    "limits.camera_info_grace_s": (0.0, 1e6),
+    "limits.min_image_width": (1, 1_000_000),
+    "limits.min_image_height": (1, 1_000_000),
+    "limits.max_image_width": (1, 1_000_000),
+    "limits.max_image_height": (1, 1_000_000),
+    "limits.max_image_bytes": (1, 2**62),
+    "limits.min_focal_length_px": (0.0, 1e9),
+    "limits.max_focal_length_px": (0.0, 1e9),
+    "output.marker_lifetime_s": (0.0, 1e6),
+    "diagnostics.period_s": (0.001, 3600.0),
+}
+# Parameters rclpy itself declares on every node; they are not ours to reject.
+_ROS_OWNED = ("use_sim_time", "start_type_description_service")
+_ROS_OWNED_PREFIXES = ("qos_overrides.",)
+
 
 @dataclass(frozen=True)
 class NodeConfig:
@@ -165,11 +208,70 @@ class NodeConfig:
     marker_lifetime_s: float
 
 
+def descriptor(name: str) -> ParameterDescriptor:
+    """The table's description and, for numeric parameters, range of ``name``."""
+    default, description = PARAMETERS[name]
+    d = ParameterDescriptor(description=description)
+    if name in RANGES:
+        low, high = RANGES[name]
+        if isinstance(default, int) and not isinstance(default, bool):
+            d.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=0)]
+        else:
+            d.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
+    return d
+
+
 def declare_parameters(node: Node) -> None:
-    """Declare every known parameter (overrides from --params-file already declared are kept)."""
-    for name, (default, description) in PARAMETERS.items():
+    """Declare every known parameter with its descriptor.
+
+    The node declares overrides automatically (so the open maps arrive), which
+    leaves those without a description or range: they get the table's
+    descriptor here. One the override's value does not fit (wrong range or
+    type) keeps its value; ``parameter_problems`` reports it at configure, so a
+    bad value fails that transition with its name rather than the process.
+    """
+    for name, (default, _) in PARAMETERS.items():
         if not node.has_parameter(name):
-            node.declare_parameter(name, default, ParameterDescriptor(description=description))
+            node.declare_parameter(name, default, descriptor(name))
+            continue
+        described = descriptor(name)
+        described.type = node.get_parameter(name).type_.value  # the override's own type stays
+        try:
+            node.set_descriptor(name, described)
+        except Exception:  # noqa: BLE001 - reported by parameter_problems at configure
+            pass
+
+
+def _known(name: str) -> bool:
+    return (
+        name in PARAMETERS
+        or any(name.startswith(f"{prefix}.") for prefix in OPEN_MAPS)
+        or name in _ROS_OWNED
+        or name.startswith(_ROS_OWNED_PREFIXES)
+    )
+
+
+def parameter_problems(node: Node) -> list[str]:
+    """Every override the table does not know, or whose value is outside its range, one line each.
+
+    Overrides are declared automatically, so a misspelt name would otherwise be
+    accepted and silently ignored while the real parameter keeps its default;
+    naming the closest valid name makes the typo obvious.
+    """
+    problems = []
+    for name in sorted(node.list_parameters([], 0).names):
+        if _known(name):
+            continue
+        close = difflib.get_close_matches(name, list(PARAMETERS) + [f"{p}.*" for p in OPEN_MAPS], n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        problems.append(f"unknown parameter {name}{hint}")
+    for name, (low, high) in RANGES.items():
+        value = node.get_parameter(name).value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"parameter {name} must be a number, got {value!r}")
+        elif not low <= value <= high:
+            problems.append(f"parameter {name} must be within [{low}, {high}], got {value!r}")
+    return problems
 
 
 def resolve_topic(namespace: str, topic: str) -> str:
@@ -217,6 +319,9 @@ def _durability(value: str) -> DurabilityPolicy:
 
 def read_config(node: Node) -> NodeConfig:
     """Read and check the parameters; raises ValueError with the offending name."""
+    problems = parameter_problems(node)
+    if problems:
+        raise ValueError("; ".join(problems))
     p = {name: node.get_parameter(name).value for name in PARAMETERS}
     open_maps = {
         prefix: nest({k: v.value for k, v in node.get_parameters_by_prefix(prefix).items()}) for prefix in OPEN_MAPS
