@@ -86,6 +86,9 @@ def _run_cycles(node, probe, stop, streamer) -> None:
         # Still serving after the cycles: configure, activate, and a frame gets its answer.
         assert probe.transition(Transition.TRANSITION_CONFIGURE)
         assert probe.transition(Transition.TRANSITION_ACTIVATE)
+        # Cleanup clears the instruction (a reconfigured node starts from a clean slate), so the operator says it
+        # again; the first one only survived the cycles when discovery happened to deliver it after the last cleanup.
+        probe.send_instruction("pick up the block")
         probe.wait_for(lambda: len(probe.segmentations) > 0, 30.0, "a result after the cycles")
         assert node.alive()
         assert "Traceback" not in node.output(), node.output()[-3000:]
