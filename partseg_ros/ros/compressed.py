@@ -30,7 +30,7 @@ from typing import Optional
 
 import numpy as np
 
-from partseg_ros.ros.raw import CdrError, _string
+from partseg_ros.ros.raw import CdrError, _string, cdr_body
 
 COMPRESSED_DEPTH_HEADER = struct.Struct("<iff")  # format enum, quantisation A, quantisation B
 INVERSE_DEPTH = 0  # the only compression format the compressedDepth plugin writes
@@ -57,13 +57,7 @@ class CompressedPeek:
 
 def peek_compressed(raw: bytes) -> CompressedPeek:
     """Header stamp, frame_id, format and data size of a serialized sensor_msgs/CompressedImage."""
-    buf = memoryview(raw)
-    if len(buf) < 4 + 8:
-        raise CdrError(f"{len(buf)} bytes cannot hold a CompressedImage")
-    if buf[0] != 0 or buf[1] not in (0, 1):
-        raise CdrError(f"unknown CDR encapsulation {bytes(buf[:2]).hex()}")
-    end = "<" if buf[1] == 1 else ">"
-    body = buf[4:]
+    buf, body, end = cdr_body(raw, "a CompressedImage")
     try:
         sec, nanosec = struct.unpack_from(end + "iI", body, 0)
         frame_id, pos = _string(body, 8, end)

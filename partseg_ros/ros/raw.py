@@ -45,15 +45,20 @@ def _string(buf: memoryview, pos: int, end: str) -> tuple[str, int]:
     return text, pos + length
 
 
-def peek_image(raw: bytes) -> ImagePeek:
-    """Header stamp, frame_id and size fields of a serialized sensor_msgs/Image (CDR, either byte order)."""
+def cdr_body(raw: bytes, what: str) -> tuple[memoryview, memoryview, str]:
+    """(whole message, body after the encapsulation header, struct byte-order prefix) of a serialized message
+    that starts with a std_msgs/Header; CDR alignment counts from the body's start."""
     buf = memoryview(raw)
     if len(buf) < 4 + 8:
-        raise CdrError(f"{len(buf)} bytes cannot hold an Image")
+        raise CdrError(f"{len(buf)} bytes cannot hold {what}")
     if buf[0] != 0 or buf[1] not in (0, 1):
         raise CdrError(f"unknown CDR encapsulation {bytes(buf[:2]).hex()}")
-    end = "<" if buf[1] == 1 else ">"
-    body = buf[4:]  # CDR alignment counts from after the encapsulation header
+    return buf, buf[4:], "<" if buf[1] == 1 else ">"
+
+
+def peek_image(raw: bytes) -> ImagePeek:
+    """Header stamp, frame_id and size fields of a serialized sensor_msgs/Image (CDR, either byte order)."""
+    buf, body, end = cdr_body(raw, "an Image")
     try:
         sec, nanosec = struct.unpack_from(end + "iI", body, 0)
         frame_id, pos = _string(body, 8, end)
