@@ -10,9 +10,12 @@ optical frame: x right, y down, z forward).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from partseg_ros.geometry.camera import CameraModel
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,13 @@ class GroundingRequest:
 
     None for both means the full protocol (no hint). When both are given, the
     single mask must equal the union of the list.
+
+    The camera comes the same way: ``camera`` is the one model every
+    pixel-to-ray in a backend goes through (with the distortion still in the
+    image), so segmentation and the grasp regions computed from the same
+    CameraModel agree. A caller with only K may pass ``intrinsics``; it gets
+    a distortion-free camera. Either way both are filled in and agree, and a
+    camera for another image size is refused.
     """
 
     rgb: np.ndarray
@@ -100,6 +110,7 @@ class GroundingRequest:
     intrinsics: Optional[CameraIntrinsics] = None
     object_mask_hint: Optional[np.ndarray] = None
     object_mask_hints: Optional[tuple[np.ndarray, ...]] = None
+    camera: Optional["CameraModel"] = None
 
     def __post_init__(self) -> None:
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3 or self.rgb.dtype != np.uint8:
@@ -107,6 +118,7 @@ class GroundingRequest:
         h, w = self.rgb.shape[:2]
         if self.depth_m is not None and self.depth_m.shape != (h, w):
             raise ValueError(f"depth shape {self.depth_m.shape} does not match image {(h, w)}")
+        self._settle_camera(h, w)
         if self.object_mask_hint is not None and self.object_mask_hint.shape != (h, w):
             raise ValueError(f"object mask hint shape {self.object_mask_hint.shape} does not match image {(h, w)}")
         if self.object_mask_hints is None:
@@ -131,6 +143,26 @@ class GroundingRequest:
     def image_size(self) -> tuple[int, int]:
         """(height, width)."""
         return self.rgb.shape[0], self.rgb.shape[1]
+
+    def _settle_camera(self, h: int, w: int) -> None:
+        """Fill in whichever of ``camera`` / ``intrinsics`` is missing; refuse a pair that disagrees or misfits."""
+        if self.camera is None and self.intrinsics is None:
+            return
+        # Imported here: geometry.camera builds on CameraIntrinsics from this module.
+        from partseg_ros.geometry.camera import as_camera_model
+
+        if self.camera is None:
+            self.camera = as_camera_model(self.intrinsics)
+        else:
+            self.camera = as_camera_model(self.camera)
+            if self.intrinsics is None:
+                self.intrinsics = self.camera.intrinsics
+            elif self.intrinsics != self.camera.intrinsics:
+                raise ValueError(f"intrinsics {self.intrinsics} disagree with the camera's {self.camera.intrinsics}; "
+                                 "pass the camera alone")
+        if self.camera.shape != (h, w):
+            cam_h, cam_w = self.camera.shape
+            raise ValueError(f"the camera describes {cam_w}x{cam_h} images but the image is {w}x{h}")
 
 
 @dataclass

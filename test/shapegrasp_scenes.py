@@ -129,16 +129,20 @@ class SyntheticView:
 
 
 def render(meshes: list[LabelledMesh], eye=(0.0, -0.5, 0.45), target=(0.0, 0.0, 0.02), seed: int = 0,
-           noisy: bool = True) -> SyntheticView:
-    """Ray-cast the meshes; colour is the part albedo with simple shading, depth gets sensor noise."""
+           noisy: bool = True, camera=INTRINSICS) -> SyntheticView:
+    """Ray-cast the meshes; colour is the part albedo with simple shading, depth gets sensor noise.
+
+    ``camera`` may be a distorted CameraModel: the view is then the raw image of that lens.
+    """
     pose = look_at(np.array(eye), np.array(target))
-    frame = raycast(meshes, INTRINSICS, pose)
+    frame = raycast(meshes, camera, pose)
     albedo = np.array([m.color for m in meshes] + [(0.5, 0.5, 0.5)])[frame.mesh_index]
     shading = 0.35 + 0.65 * np.clip(-frame.normals[..., 2], 0.0, 1.0)
     rgb = (np.clip(albedo * shading[..., None], 0, 1) ** (1 / 2.2) * 255).astype(np.uint8)
     rng = np.random.default_rng(seed)
     depth = DepthNoiseModel().apply(frame.depth, frame.normals, rng) if noisy else frame.depth
-    return SyntheticView(rgb, depth, frame.object_ids, frame.part_ids, INTRINSICS, pose)
+    k = getattr(camera, "intrinsics", camera)
+    return SyntheticView(rgb, depth, frame.object_ids, frame.part_ids, k, pose)
 
 
 def kitchen_scene(seed: int = 0, noisy: bool = True) -> SyntheticView:

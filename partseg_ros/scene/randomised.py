@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
+from partseg_ros.geometry.camera import CameraModel
 from partseg_ros.scene.colors import PALETTE, linear_color, linear_to_srgb
 from partseg_ros.scene.depth_noise import DepthNoiseModel
 from partseg_ros.scene.objects import ObjectModel, ObjectPart, make_object, object_kinds
@@ -322,9 +323,8 @@ def render_randomised(randomised: RandomisedScene, settings: DomainSettings, vie
     glass = frame.hit & (mat == material_ids["glass"])
     metal = frame.hit & (mat == material_ids["metal"])
     albedo[glass] = albedo[glass] * 0.4 + 0.35  # pale and see-through-looking
-    u, v = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     z = np.where(frame.hit, frame.depth, np.float32(0.0))
-    cam_points = np.stack([(u - intrinsics.cx) / intrinsics.fx * z, (v - intrinsics.cy) / intrinsics.fy * z, z], -1)
+    cam_points = CameraModel(intrinsics).backproject(z)
     world = cam_points @ pose[:3, :3].T.astype(np.float32) + pose[:3, 3].astype(np.float32)
     # Surface-fixed textures (stripes, grain) with a per-scene frequency, scaled per part.
     freq = rng.uniform(40.0, 400.0)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from partseg_ros.geometry.camera import CameraModel, as_camera_model
 from partseg_ros.types import CameraIntrinsics
 
 
@@ -64,16 +65,22 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0,
 
 def raycast(
     meshes: list[LabelledMesh],
-    intrinsics: CameraIntrinsics,
+    intrinsics: CameraModel | CameraIntrinsics,
     world_from_camera: np.ndarray,
     light_direction_world: np.ndarray | None = None,
 ) -> RayCastFrame:
-    """Cast one ray per pixel centre through a pinhole camera.
+    """Cast one ray per pixel centre through the camera: a pinhole, or a CameraModel with distortion.
 
+    A distorted camera renders the raw image such a lens gives (straight
+    edges bowed), with each pixel's ray from the model's undistortion, so
+    tests can check that the backends lift those pixels back onto the scene.
     With ``light_direction_world`` (a vector pointing from the surface towards
     a distant light) a second ray per hit pixel tells whether it lies in shadow.
     """
     import open3d as o3d  # heavy; only scene generation and tests need it
+
+    camera = as_camera_model(intrinsics)
+    intrinsics = camera.intrinsics
 
     scene = o3d.t.geometry.RaycastingScene()
     geometry_to_mesh: dict[int, int] = {}
@@ -85,19 +92,22 @@ def raycast(
         geometry_to_mesh[int(gid)] = index
 
     camera_from_world = np.linalg.inv(world_from_camera)
-    # Open3D casts pixel (u, v) through (u + 0.5, v + 0.5); ROS puts the pixel
-    # centre at (u, v). Shift the principal point so both agree.
-    open3d_k = intrinsics.matrix.copy()
-    open3d_k[0, 2] += 0.5
-    open3d_k[1, 2] += 0.5
-    rays = scene.create_rays_pinhole(
-        o3d.core.Tensor(open3d_k),
-        o3d.core.Tensor(camera_from_world),
-        intrinsics.width,
-        intrinsics.height,
-    )
+    if camera.is_distorted:
+        rays = o3d.core.Tensor(_distorted_rays(camera, world_from_camera))
+    else:
+        # Open3D casts pixel (u, v) through (u + 0.5, v + 0.5); ROS puts the pixel
+        # centre at (u, v). Shift the principal point so both agree.
+        open3d_k = intrinsics.matrix.copy()
+        open3d_k[0, 2] += 0.5
+        open3d_k[1, 2] += 0.5
+        rays = scene.create_rays_pinhole(
+            o3d.core.Tensor(open3d_k),
+            o3d.core.Tensor(camera_from_world),
+            intrinsics.width,
+            intrinsics.height,
+        )
     result = scene.cast_rays(rays)
-    t_hit = result["t_hit"].numpy()  # z-depth: the pinhole rays have unit z in the camera frame
+    t_hit = result["t_hit"].numpy()  # z-depth: every ray has unit z in the camera frame
     geometry_ids = result["geometry_ids"].numpy().astype(np.int64)
     normals_world = result["primitive_normals"].numpy()
 
@@ -116,10 +126,8 @@ def raycast(
     normals = normals_world @ camera_from_world[:3, :3].T
     # Meshes may be open or have inconsistent winding: always face the camera.
     u, v = np.meshgrid(np.arange(intrinsics.width), np.arange(intrinsics.height))
-    view = np.stack(
-        [(u - intrinsics.cx) / intrinsics.fx, (v - intrinsics.cy) / intrinsics.fy, np.ones_like(u, dtype=np.float64)],
-        axis=-1,
-    )
+    x_rays, y_rays = camera.pixel_rays(u, v)
+    view = np.stack([x_rays, y_rays, np.ones_like(u, dtype=np.float64)], axis=-1)
     flip = np.sum(normals * view, axis=-1) > 0
     normals[flip] *= -1
     normals[~hit] = 0.0
@@ -130,6 +138,20 @@ def raycast(
 
     depth = np.where(hit, t_hit, np.nan).astype(np.float32)
     return RayCastFrame(depth, object_ids, part_ids, normals.astype(np.float32), mesh_index, shadowed)
+
+
+def _distorted_rays(camera: CameraModel, world_from_camera: np.ndarray) -> np.ndarray:
+    """(H, W, 6) float32 world rays (origin, direction with unit z in the camera frame) through each pixel centre.
+
+    A pixel without a ray (distortion fold-over) gets a zero direction and hits nothing.
+    """
+    x_rays, y_rays = camera.normalized_rays(slice(None), slice(None))
+    directions = np.stack([x_rays, y_rays, np.ones(camera.shape, dtype=np.float32)], axis=-1).astype(np.float64)
+    directions[~np.isfinite(directions).all(axis=-1)] = 0.0
+    rays = np.empty(camera.shape + (6,), dtype=np.float32)
+    rays[..., :3] = world_from_camera[:3, 3]
+    rays[..., 3:] = directions @ world_from_camera[:3, :3].T
+    return rays
 
 
 def _shadow_rays(scene, rays: np.ndarray, t_hit: np.ndarray, hit: np.ndarray, light: np.ndarray) -> np.ndarray:

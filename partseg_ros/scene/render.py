@@ -15,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 
+from partseg_ros.geometry.camera import CameraModel
 from partseg_ros.scene.colors import linear_to_srgb
 from partseg_ros.scene.depth_noise import DepthNoiseModel
 from partseg_ros.scene.raycast import RayCastFrame, look_at, raycast
@@ -176,9 +177,8 @@ def shade(frame: RayCastFrame, meshes: list, world_from_camera: np.ndarray, ligh
     albedo = albedo_lut[frame.mesh_index]  # -1 (no hit) reads the trailing background colour
 
     # World position of each hit, for textures fixed to surfaces (wood grain on the table).
-    u, v = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     z = np.where(frame.hit, frame.depth, np.float32(0.0))
-    cam_points = np.stack([(u - intrinsics.cx) / intrinsics.fx * z, (v - intrinsics.cy) / intrinsics.fy * z, z], -1)
+    cam_points = CameraModel(intrinsics).backproject(z)
     world = cam_points @ world_from_camera[:3, :3].T.astype(np.float32) + world_from_camera[:3, 3].astype(np.float32)
     on_table = frame.hit & (frame.object_ids == 0) & (world[..., 2] > -0.1)
     if scene.table_material in ("wood", "dark_brown", "beige"):

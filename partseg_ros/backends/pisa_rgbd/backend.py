@@ -25,7 +25,13 @@ from typing import Any, Optional
 import numpy as np
 
 from partseg_ros.backends.base import PartGroundingBackend, StageClock, config_from_options
-from partseg_ros.backends.pisa_rgbd.crops import crop_inputs, height_above_plane, paste_crop, square_window
+from partseg_ros.backends.pisa_rgbd.crops import (
+    crop_inputs,
+    height_above_plane,
+    paste_crop,
+    square_window,
+    window_focal_px,
+)
 from partseg_ros.backends.pisa_rgbd.vocabulary import query_text
 from partseg_ros.backends.reasoning import build_reasoner, empty_result, object_candidates, unknown_object_reason
 from partseg_ros.backends.shapegrasp.colour import colour_histogram
@@ -140,8 +146,9 @@ class PisaRgbdBackend(PartGroundingBackend):
         return torch.sigmoid(masks.float()).cpu().numpy(), torch.sigmoid(presence.float()).cpu().numpy()
 
     def _ground(self, request: GroundingRequest) -> GroundingResult:
-        if request.depth_m is None or request.intrinsics is None:
-            raise ValueError("the pisa_rgbd backend needs depth_m and intrinsics (it crops objects found in 3D)")
+        if request.depth_m is None or request.camera is None:
+            raise ValueError("the pisa_rgbd backend needs depth_m and a camera (camera= or intrinsics=; "
+                             "it crops objects found in 3D)")
         cfg = self.config
         clock = StageClock()
         timings, lap = clock.timings, clock.lap
@@ -171,12 +178,12 @@ class PisaRgbdBackend(PartGroundingBackend):
         if not masks:
             return self._empty(resolution, "no object found on the table", timings)
 
-        height = height_above_plane(request.depth_m, request.intrinsics, plane.normal, plane.offset)
+        height = height_above_plane(request.depth_m, request.camera, plane.normal, plane.offset)
         windows, crops, scalars = [], [], []
         for mask in masks:
             window = square_window(mask, self.crop_settings)
             channels, extra = crop_inputs(request.rgb, request.depth_m, height, mask, window,
-                                          request.intrinsics.fx, self.crop_settings)
+                                          window_focal_px(request.camera, window), self.crop_settings)
             windows.append(window)
             crops.append(channels)
             scalars.append(extra)

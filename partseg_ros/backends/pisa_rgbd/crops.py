@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from partseg_ros.geometry.camera import CameraModel, as_camera_model
 from partseg_ros.types import CameraIntrinsics
 
 CHANNELS = ("red", "green", "blue", "height", "relief", "depth_valid", "proposal")
@@ -89,13 +90,28 @@ def _resample(patch: np.ndarray, size: int, smooth: bool) -> np.ndarray:
     return patch[idx][:, idx]
 
 
-def height_above_plane(depth_m: np.ndarray, intrinsics: CameraIntrinsics, normal: np.ndarray, offset: float) -> np.ndarray:
-    """Signed height of every pixel's 3D point above the plane n.p + d = 0 (NaN without depth)."""
+def height_above_plane(depth_m: np.ndarray, camera: CameraModel | CameraIntrinsics, normal: np.ndarray,
+                       offset: float) -> np.ndarray:
+    """Signed height of every pixel's 3D point above the plane n.p + d = 0 (NaN without depth or ray).
+
+    Training renders are pinhole and pass their intrinsics; a real camera's
+    distortion must go through the same rays the proposals were found with.
+    """
     h, w = depth_m.shape
-    u = (np.arange(w, dtype=np.float32) - intrinsics.cx) / intrinsics.fx
-    v = (np.arange(h, dtype=np.float32) - intrinsics.cy) / intrinsics.fy
+    x_rays, y_rays = as_camera_model(camera).normalized_rays(slice(0, h), slice(0, w))
     n = np.asarray(normal, dtype=np.float32)
-    return depth_m * (n[0] * u[None, :] + n[1] * v[:, None] + n[2]) + np.float32(offset)
+    return depth_m * (n[0] * x_rays + n[1] * y_rays + n[2]) + np.float32(offset)
+
+
+def window_focal_px(camera: CameraModel | CameraIntrinsics, window: CropWindow) -> float:
+    """The pixel scale :func:`crop_inputs` turns the crop's side into metres with, taken at the crop's centre.
+
+    One rule for training and inference: fx on the pinhole training renders,
+    the lens's own local scale on a distorted camera (smaller towards a
+    barrel lens's corners), so an object keeps its metric size wherever it sits.
+    """
+    centre = window.side / 2.0 - 0.5
+    return as_camera_model(camera).focal_length_at(window.x0 + centre, window.y0 + centre)
 
 
 def crop_inputs(rgb: np.ndarray, depth_m: np.ndarray, height_m: np.ndarray, proposal: np.ndarray,

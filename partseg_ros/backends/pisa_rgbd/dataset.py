@@ -26,7 +26,14 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
-from partseg_ros.backends.pisa_rgbd.crops import CropSettings, crop_inputs, crop_labels, height_above_plane, square_window
+from partseg_ros.backends.pisa_rgbd.crops import (
+    CropSettings,
+    crop_inputs,
+    crop_labels,
+    height_above_plane,
+    square_window,
+    window_focal_px,
+)
 from partseg_ros.backends.pisa_rgbd.vocabulary import kind_words, query_text
 
 MIN_OBJECT_PIXELS = 120
@@ -89,7 +96,8 @@ def crops_from_view(view, kinds: Sequence[str], settings: CropSettings, rng: np.
         proposal = _disturbed_proposal(view, object_id, rng)
         jitter = np.array([rng.normal(0, 0.04), rng.normal(0, 0.04), rng.uniform(0.9, 1.25)])
         window = square_window(proposal, settings, jitter)
-        channels, scalars = crop_inputs(view.rgb, view.depth_m, height, proposal, window, view.intrinsics.fx, settings)
+        channels, scalars = crop_inputs(view.rgb, view.depth_m, height, proposal, window,
+                                        window_focal_px(view.intrinsics, window), settings)
         instance = view.object_names[object_id]
         part_ids = [i for i, name in enumerate(view.part_names) if name.split("/")[0] == instance]
         local = np.zeros(len(view.part_names), dtype=np.uint8)

@@ -107,8 +107,9 @@ class ShapeGraspBackend(PartGroundingBackend):
     # ------------------------------------------------------------------ main
 
     def _ground(self, request: GroundingRequest) -> GroundingResult:
-        if request.depth_m is None or request.intrinsics is None:
-            raise ValueError("the shapegrasp backend needs depth_m and intrinsics (it finds objects in 3D)")
+        if request.depth_m is None or request.camera is None:
+            raise ValueError("the shapegrasp backend needs depth_m and a camera (camera= or intrinsics=; "
+                             "it finds objects in 3D)")
         clock = StageClock()
         timings, lap = clock.timings, clock.lap
         resolution = self.reasoner.resolve(request.instruction)

@@ -21,28 +21,27 @@ from partseg_ros.backends.shapegrasp.segmentation import (
     segment_objects,
 )
 from partseg_ros.backends.shapegrasp.table import TablePlane, backproject, fit_table_plane
-from partseg_ros.types import CameraIntrinsics, GroundingRequest
+from partseg_ros.geometry.camera import CameraModel
+from partseg_ros.types import GroundingRequest
 
 
 @dataclass
 class ObjectProposals:
-    """Clusters on the subsampled grid (``depth``, ``rgb``, ``intrinsics`` describe it) and the table under them."""
+    """Clusters on the subsampled grid (``depth``, ``rgb``, ``camera`` describe it) and the table under them."""
 
     plane: TablePlane
     clusters: list[ObjectCluster]
     depth: np.ndarray
     rgb: np.ndarray
-    intrinsics: CameraIntrinsics
+    camera: CameraModel
     stride: int
 
 
-def subsample(request: GroundingRequest, stride: int) -> tuple[np.ndarray, np.ndarray, CameraIntrinsics]:
-    """Every stride-th pixel, with the intrinsics of that pixel grid (pixel (i, j) is full-res (s*i, s*j))."""
-    k = request.intrinsics
+def subsample(request: GroundingRequest, stride: int) -> tuple[np.ndarray, np.ndarray, CameraModel]:
+    """Every stride-th pixel, with the camera of that pixel grid (pixel (i, j) is full-res (s*i, s*j))."""
     depth = request.depth_m[::stride, ::stride]
     rgb = request.rgb[::stride, ::stride]
-    scaled = CameraIntrinsics(k.fx / stride, k.fy / stride, k.cx / stride, k.cy / stride, depth.shape[1], depth.shape[0])
-    return depth, rgb, scaled
+    return depth, rgb, request.camera.strided(stride)
 
 
 def keep_thin_structures(depth_s: np.ndarray, rgb_s: np.ndarray, request: GroundingRequest, plane: TablePlane,
@@ -56,9 +55,10 @@ def keep_thin_structures(depth_s: np.ndarray, rgb_s: np.ndarray, request: Ground
     full_h, full_w = request.image_size
     h, w = full_h // stride, full_w // stride  # whole blocks only; a ragged last row/column keeps its sample
     full_depth = request.depth_m[: h * stride, : w * stride]
-    points = backproject(full_depth, request.intrinsics)
+    points = backproject(full_depth, request.camera)
     with np.errstate(invalid="ignore"):
-        height = np.where(np.isfinite(full_depth), points @ plane.normal + plane.offset, -np.inf)
+        height = points @ plane.normal + plane.offset
+    height = np.where(np.isfinite(height), height, -np.inf)  # no depth, or no ray (a distortion fold-over)
     blocks = height.reshape(h, stride, w, stride).transpose(0, 2, 1, 3).reshape(h, w, stride * stride)
     best = np.argmax(blocks, axis=2)
     best_height = np.take_along_axis(blocks, best[..., None], axis=2)[..., 0]
@@ -84,8 +84,8 @@ def to_full_resolution(mask: np.ndarray, request: GroundingRequest, plane: Table
         full = np.pad(full, ((0, h - full.shape[0]), (0, w - full.shape[1])))
     rows, cols = np.nonzero(full)
     z = request.depth_m[rows, cols]
-    k = request.intrinsics
-    points = np.stack([(cols - k.cx) / k.fx * z, (rows - k.cy) / k.fy * z, z], axis=1)
+    x_rays, y_rays = request.camera.pixel_rays(cols, rows)
+    points = np.stack([x_rays * z, y_rays * z, z], axis=1)
     with np.errstate(invalid="ignore"):
         on_table = np.isfinite(z) & (plane.height(points) < 0.003)
     full[rows[on_table], cols[on_table]] = False
@@ -93,15 +93,15 @@ def to_full_resolution(mask: np.ndarray, request: GroundingRequest, plane: Table
 
 
 def find_table(request: GroundingRequest, stride: int, min_height_m: float
-               ) -> tuple[Optional[TablePlane], np.ndarray, np.ndarray, CameraIntrinsics, np.ndarray]:
-    """(plane or None, subsampled depth, rgb, intrinsics, points) with thin structures kept when a plane exists."""
-    depth, rgb, intrinsics = subsample(request, stride)
-    points = backproject(depth, intrinsics)
+               ) -> tuple[Optional[TablePlane], np.ndarray, np.ndarray, CameraModel, np.ndarray]:
+    """(plane or None, subsampled depth, rgb, grid camera, points) with thin structures kept when a plane exists."""
+    depth, rgb, grid_camera = subsample(request, stride)
+    points = backproject(depth, grid_camera)
     plane = fit_table_plane(points)
     if plane is not None and stride > 1:
         depth, rgb = keep_thin_structures(depth, rgb, request, plane, stride, min_height_m)
-        points = backproject(depth, intrinsics)
-    return plane, depth, rgb, intrinsics, points
+        points = backproject(depth, grid_camera)
+    return plane, depth, rgb, grid_camera, points
 
 
 def object_clusters(request: GroundingRequest, plane: TablePlane, points: np.ndarray, rgb: np.ndarray,

@@ -14,17 +14,18 @@ from typing import Optional
 
 import numpy as np
 
+from partseg_ros.geometry.camera import CameraModel, as_camera_model
 from partseg_ros.geometry.principal_axes import principal_axes
 from partseg_ros.types import CameraIntrinsics
 
 
-def backproject(depth_m: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:
-    """HxWx3 points in the camera optical frame (NaN where depth is missing)."""
-    h, w = depth_m.shape
-    u = (np.arange(w, dtype=np.float32) - intrinsics.cx) / intrinsics.fx
-    v = (np.arange(h, dtype=np.float32) - intrinsics.cy) / intrinsics.fy
-    z = depth_m.astype(np.float32)
-    return np.stack([u[None, :] * z, v[:, None] * z, z], axis=-1)
+def backproject(depth_m: np.ndarray, camera: CameraModel | CameraIntrinsics) -> np.ndarray:
+    """HxWx3 points in the camera optical frame (NaN where depth is missing).
+
+    Through the camera model, distortion included, so the table and the
+    objects are found among the same 3D points the grasp regions are built from.
+    """
+    return as_camera_model(camera).backproject(depth_m)
 
 
 @dataclass
