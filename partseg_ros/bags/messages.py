@@ -3,7 +3,11 @@
 Builders take numpy arrays and return rosbags message objects of the
 typestore in :mod:`partseg_ros.bags.format`; decoders do the reverse and
 accept the encodings a real RGB-D driver publishes (rgb8/bgr8/rgba8/bgra8/
-mono8 colour; 16UC1/mono16 millimetres or 32FC1 metres depth).
+mono8 colour; 16UC1/mono16 millimetres or 32FC1 metres depth). Both go
+through the codec the node uses (:mod:`partseg_ros.codec`), so a bag read
+here means what the same bag replayed into the node means: same encodings,
+size limits, step and byte-order rules, the distortion kept, and a
+camera_info of the wrong size refused.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ from partseg_ros.bags.format import (
     TASK_GROUND_TRUTH_TYPE,
     typestore,
 )
+from partseg_ros.codec.camera_info import camera_from_info, camera_info_fields, is_calibrated
+from partseg_ros.codec.images import DecodeLimits, color_to_rgb, depth_to_metres, encode_image, labels_to_array
+from partseg_ros.geometry.camera import CameraModel
 from partseg_ros.types import CameraIntrinsics
+
+# A bag is read with the limits of a node with default parameters: what it would refuse, the reader refuses.
+READ_LIMITS = DecodeLimits()
 
 NS = 1_000_000_000
 
@@ -44,15 +54,11 @@ def stamp_to_ns(stamp: Any) -> int:
 
 
 def image_msg(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Any:
-    """sensor_msgs/Image from an HxW or HxWxC array (little-endian data)."""
-    array = np.ascontiguousarray(array)
-    if array.dtype.byteorder == ">":
-        array = array.astype(array.dtype.newbyteorder("<"))
-    h, w = array.shape[:2]
-    step = w * (array.shape[2] if array.ndim == 3 else 1) * array.dtype.itemsize
+    """sensor_msgs/Image holding a copy of an HxW or HxWxC array."""
+    encoded = encode_image(array, encoding)
     return _cls(IMAGE_TYPE)(
-        header=header(stamp_ns, frame_id), height=h, width=w, encoding=encoding, is_bigendian=0, step=step,
-        data=np.frombuffer(array.tobytes(), dtype=np.uint8),
+        header=header(stamp_ns, frame_id), height=encoded.height, width=encoded.width, encoding=encoded.encoding,
+        is_bigendian=int(encoded.is_bigendian), step=encoded.step, data=encoded.data.copy(),
     )
 
 
@@ -76,14 +82,11 @@ def camera_info_msg(intrinsics: CameraIntrinsics, stamp_ns: int, frame_id: str, 
     A real recording's raw images keep their distortion model and coefficients,
     so whoever reads the bag back can undistort exactly as the driver said.
     """
-    k = intrinsics.matrix
-    p = np.zeros((3, 4))
-    p[:, :3] = k
-    d = np.asarray(distortion, dtype=np.float64) if len(distortion) else np.zeros(5)
+    fields = camera_info_fields(intrinsics, distortion_model, distortion)
     RegionOfInterest = _cls("sensor_msgs/msg/RegionOfInterest")
     return _cls(CAMERA_INFO_TYPE)(
-        header=header(stamp_ns, frame_id), height=intrinsics.height, width=intrinsics.width,
-        distortion_model=distortion_model or "plumb_bob", d=d, k=k.ravel(), r=np.eye(3).ravel(), p=p.ravel(),
+        header=header(stamp_ns, frame_id), height=fields.height, width=fields.width,
+        distortion_model=fields.distortion_model, d=fields.d, k=fields.k, r=fields.r, p=fields.p,
         binning_x=0, binning_y=0,
         roi=RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
     )
@@ -118,54 +121,29 @@ def task_ground_truth_msg(*, scene: str, task_id: str, instruction: str, has_tar
 # ----------------------------------------------------------------- decoding
 
 
-def _image_array(msg: Any) -> np.ndarray:
-    data = np.asarray(msg.data, dtype=np.uint8)
-    return data.reshape(msg.height, msg.step)
-
-
 def decode_color(msg: Any) -> np.ndarray:
-    """HxWx3 uint8 RGB from any common colour encoding."""
-    enc = msg.encoding.lower()
-    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc3": 3, "8uc1": 1}.get(enc)
-    if channels is None:
-        raise ValueError(f"unsupported colour encoding {msg.encoding!r}")
-    rows = _image_array(msg)[:, : msg.width * channels]
-    img = rows.reshape(msg.height, msg.width, channels)
-    if channels == 1:
-        return np.repeat(img, 3, axis=2).copy()
-    if enc in ("bgr8", "bgra8"):
-        img = img[..., 2::-1]
-    return np.ascontiguousarray(img[..., :3])
-
-
-def _uint16_image(msg: Any) -> np.ndarray:
-    rows = _image_array(msg)[:, : msg.width * 2]
-    dtype = ">u2" if msg.is_bigendian else "<u2"
-    return np.ascontiguousarray(rows).view(dtype).reshape(msg.height, msg.width).astype(np.uint16)
+    """HxWx3 uint8 RGB (a read-only view for rgb8) from any colour encoding the node takes."""
+    return color_to_rgb(msg, READ_LIMITS)
 
 
 def decode_depth_m(msg: Any, unit_m: float = DEPTH_UNIT_M) -> np.ndarray:
-    """HxW float32 metres, NaN where the sensor gave nothing (0 or non-finite)."""
-    enc = msg.encoding.lower()
-    if enc in ("16uc1", "mono16"):
-        raw = _uint16_image(msg).astype(np.float32)
-        return np.where(raw > 0, raw * np.float32(unit_m), np.nan).astype(np.float32)
-    if enc == "32fc1":
-        rows = _image_array(msg)[:, : msg.width * 4]
-        dtype = ">f4" if msg.is_bigendian else "<f4"
-        depth = np.ascontiguousarray(rows).view(dtype).reshape(msg.height, msg.width).astype(np.float32)
-        return np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
-    raise ValueError(f"unsupported depth encoding {msg.encoding!r}")
+    """HxW float32 metres, NaN where the sensor gave nothing; 16UC1/mono16 in ``unit_m``, 32FC1 in metres."""
+    return depth_to_metres(msg, unit_m, limits=READ_LIMITS)
 
 
 def decode_labels(msg: Any) -> np.ndarray:
     """HxW uint16 label image (mono16/16UC1)."""
-    return _uint16_image(msg)
+    return labels_to_array(msg, READ_LIMITS)
 
 
-def decode_camera_info(msg: Any) -> Optional[CameraIntrinsics]:
-    """Intrinsics from K; None when the message carries none (K all zero)."""
-    k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-    if k[0, 0] <= 0 or k[1, 1] <= 0:
+def decode_camera(msg: Any, image_shape: tuple[int, int]) -> Optional[CameraModel]:
+    """The camera model (K and D, as recorded) of the (height, width) image the camera_info comes with.
+
+    None when K is all zero, the CameraInfo convention for an uncalibrated
+    camera: the frame is read as 2D only. Any other unusable camera_info, or
+    one for an image of another size, raises
+    :class:`partseg_ros.codec.camera_info.CameraInfoError` (a ValueError).
+    """
+    if not is_calibrated(msg):
         return None
-    return CameraIntrinsics.from_matrix(k, int(msg.width), int(msg.height))
+    return camera_from_info(msg, image_shape=image_shape, limits=READ_LIMITS)

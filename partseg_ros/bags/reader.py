@@ -3,9 +3,13 @@
 One :class:`BenchmarkSample` per TaskGroundTruth message, joined with the
 colour image, depth, camera_info and SceneLabels whose header stamp equals
 the task's. Depth and camera_info may be missing (e.g. converted 2D
-datasets): the sample then has ``depth_m``/``intrinsics`` None. Real
+datasets): the sample then has ``depth_m``/``camera`` None. Real
 recordings whose depth stamps differ slightly from colour are matched to the
-nearest depth frame within ``depth_tolerance_s``.
+nearest depth frame within ``depth_tolerance_s``. Images and camera_info are
+decoded by the node's codec (:mod:`partseg_ros.codec`); each sample also keeps
+its frame's colour, depth and camera_info as the bag holds them
+(:class:`RecordedFrame`), so the live evaluator can send the node exactly
+those messages.
 """
 
 from __future__ import annotations
@@ -27,7 +31,31 @@ from partseg_ros.bags.format import (
     TASK_TOPIC,
     typestore,
 )
+from partseg_ros.geometry.camera import CameraModel
 from partseg_ros.types import CameraIntrinsics
+
+
+@dataclass(frozen=True)
+class RecordedMessage:
+    """One message as the bag holds it: its type, its header stamp and its serialized (CDR) bytes."""
+
+    msgtype: str
+    stamp_ns: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class RecordedFrame:
+    """A frame's camera messages as recorded, undecoded: what a camera driver sent the node.
+
+    Replaying these (not arrays decoded from them) into the node exercises what a
+    real recording exercises: its depth encoding and units, its distortion, its
+    step and byte order.
+    """
+
+    color: RecordedMessage
+    depth: Optional[RecordedMessage]
+    camera_info: Optional[RecordedMessage]
 
 
 @dataclass(frozen=True)
@@ -82,13 +110,18 @@ class BenchmarkSample:
     frame_id: str
     rgb: np.ndarray  # HxWx3 uint8
     depth_m: Optional[np.ndarray]  # HxW float32 metres, NaN = invalid; None when the bag has no depth
-    intrinsics: Optional[CameraIntrinsics]  # None when the bag has no camera_info
+    camera: Optional[CameraModel]  # K and D as recorded; None when the bag has no (calibrated) camera_info
     object_ids: np.ndarray  # HxW uint16
     part_ids: np.ndarray  # HxW uint16
     object_names: list[str]  # index = id, [0] = "background"
     part_names: list[str]  # index = id, "object/part"
     task: TaskSample
     index: int = 0  # position of the task's TaskGroundTruth among the bag's tasks (0-based)
+    recorded: Optional[RecordedFrame] = None  # the frame's camera messages as the bag holds them
+
+    @property
+    def intrinsics(self) -> Optional[CameraIntrinsics]:
+        return None if self.camera is None else self.camera.intrinsics
 
 
 class _Frame:
@@ -103,15 +136,18 @@ class _Frame:
 class _Raw:
     """A serialised message and its type: deserialised only when a selected task reads it."""
 
-    __slots__ = ("data", "msgtype", "_msg")
+    __slots__ = ("data", "msgtype", "stamp_ns", "_msg")
 
-    def __init__(self, data: bytes, msgtype: str) -> None:
-        self.data, self.msgtype, self._msg = data, msgtype, None
+    def __init__(self, data: bytes, msgtype: str, stamp_ns: int) -> None:
+        self.data, self.msgtype, self.stamp_ns, self._msg = data, msgtype, stamp_ns, None
 
     def decode(self) -> Any:
         if self._msg is None:  # several tasks on one frame share the deserialised message
             self._msg = typestore().deserialize_cdr(self.data, self.msgtype)
         return self._msg
+
+    def recorded(self) -> RecordedMessage:
+        return RecordedMessage(self.msgtype, self.stamp_ns, self.data)
 
 
 def header_stamp_ns(raw: bytes, msgtype: str) -> int:
@@ -176,12 +212,14 @@ def read_benchmark(bag_path: Path, depth_tolerance_s: float = 0.05, keep_frames:
                     continue
                 depth = _nearest(depths, stamp, tolerance_ns)
                 info = frame.info if frame.info is not None else latest_info
+                recorded = RecordedFrame(frame.color.recorded(), None if depth is None else depth.recorded(),
+                                         None if info is None else info.recorded())
                 yield _sample(msg, frame.color.decode(), frame.labels.decode(),
                               None if depth is None else depth.decode(), None if info is None else info.decode(),
-                              stamp, view_index, task_index)
+                              stamp, view_index, task_index, recorded)
                 continue
-            item = _Raw(raw, connection.msgtype)
             stamp = header_stamp_ns(raw, connection.msgtype)
+            item = _Raw(raw, connection.msgtype, stamp)
             if topic == CAMERA_INFO_TOPIC:
                 latest_info = item
                 frame_at(stamp).info = item
@@ -205,7 +243,7 @@ def _nearest(depths: OrderedDict, stamp: int, tolerance_ns: int) -> Any:
 
 
 def _sample(task: Any, color_msg: Any, labels_msg: Any, depth_msg: Any, info_msg: Any, stamp: int,
-            view_index: int, index: int) -> BenchmarkSample:
+            view_index: int, index: int, recorded: RecordedFrame) -> BenchmarkSample:
     rgb = bag_messages.decode_color(color_msg)
     h, w = rgb.shape[:2]
     object_ids = bag_messages.decode_labels(labels_msg.object_ids)
@@ -217,9 +255,10 @@ def _sample(task: Any, color_msg: Any, labels_msg: Any, depth_msg: Any, info_msg
     depth = bag_messages.decode_depth_m(depth_msg) if depth_msg is not None else None
     if depth is not None and depth.shape != (h, w):
         raise ValueError(f"task {task.task_id!r}: depth is not aligned to the colour image")
-    intrinsics = bag_messages.decode_camera_info(info_msg) if info_msg is not None else None
-    if intrinsics is not None and (intrinsics.width, intrinsics.height) != (w, h):
-        intrinsics = intrinsics.scaled(w, h)
+    try:
+        camera = bag_messages.decode_camera(info_msg, (h, w)) if info_msg is not None else None
+    except ValueError as exc:  # the node would refuse this frame: say which task and why
+        raise ValueError(f"task {task.task_id!r}: {exc}") from None
 
     target_part_ids = tuple(int(i) for i in np.asarray(task.target_part_ids).ravel())
     alternatives = _alternatives(task, object_names, part_names, target_part_ids)
@@ -234,9 +273,9 @@ def _sample(task: Any, color_msg: Any, labels_msg: Any, depth_msg: Any, info_msg
     )
     return BenchmarkSample(
         scene=task.scene, view=f"{task.scene}/view{view_index}", view_index=view_index, stamp=stamp,
-        frame_id=color_msg.header.frame_id, rgb=rgb, depth_m=depth, intrinsics=intrinsics,
+        frame_id=color_msg.header.frame_id, rgb=rgb, depth_m=depth, camera=camera,
         object_ids=object_ids, part_ids=part_ids, object_names=object_names, part_names=part_names, task=sample_task,
-        index=index,
+        index=index, recorded=recorded,
     )
 
 

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 import numpy as np
 
 from partseg_ros.evaluation.records import PROTOCOL_FULL, PROTOCOL_ORACLE_OBJECT
+from partseg_ros.geometry.camera import CameraModel, as_camera_model
 from partseg_ros.types import CameraIntrinsics, GroundingRequest
+
+if TYPE_CHECKING:  # the reader (and rosbags) load only when a bag is read
+    from partseg_ros.bags.reader import RecordedFrame
 
 
 @dataclass
@@ -34,7 +38,7 @@ class EvalTask:
     target_part: str
     rgb: np.ndarray
     depth_m: Optional[np.ndarray]
-    intrinsics: Optional[CameraIntrinsics]  # None when the bag has no camera_info
+    intrinsics: Optional[CameraIntrinsics]  # None when the bag has no camera_info (K of ``camera``)
     target_part_mask: np.ndarray  # every acceptable target part together
     target_object_mask: np.ndarray  # the object given as the oracle hint
     stamp_ns: int  # the frame's header stamp in the bag, to find it again
@@ -47,8 +51,21 @@ class EvalTask:
     # False when the bag has no object-level labels (converted 2D datasets):
     # there is no oracle object to give, so the oracle_object protocol skips the task.
     object_mask_known: bool = True
+    # The camera with the distortion still in the image (K and D as recorded); given only
+    # ``intrinsics``, a distortion-free one. Both are filled in and agree.
+    camera: Optional[CameraModel] = None
+    # The frame's colour, depth and camera_info as the bag holds them: what a path that
+    # feeds a running node sends it (None for tasks not read from a bag).
+    recorded: Optional["RecordedFrame"] = None
 
     def __post_init__(self) -> None:
+        if self.camera is None and self.intrinsics is not None:
+            self.camera = as_camera_model(self.intrinsics)
+        elif self.camera is not None:
+            if self.intrinsics is None:
+                self.intrinsics = self.camera.intrinsics
+            elif self.intrinsics != self.camera.intrinsics:
+                raise ValueError(f"intrinsics {self.intrinsics} disagree with the camera's {self.camera.intrinsics}")
         if not self.alternative_part_masks:
             self.alternative_part_masks = (self.target_part_mask,)
         if not self.alternative_object_masks:
@@ -80,7 +97,7 @@ class EvalTask:
             rgb=self.rgb,
             instruction=self.instruction,
             depth_m=self.depth_m,
-            intrinsics=self.intrinsics,
+            camera=self.camera,  # with the recorded distortion, as the node's requests carry it
             object_mask_hints=hints,
         )
 
@@ -114,6 +131,8 @@ def task_from_sample(sample: Any, bag: str, sample_index: int) -> EvalTask:
         alternative_part_masks=alternatives,
         alternative_object_masks=object_alternatives,
         object_mask_known=bool(task.object_labels_known),
+        camera=sample.camera,
+        recorded=sample.recorded,
     )
 
 

@@ -9,7 +9,7 @@ and sign conventions.
 """
 
 from partseg_ros.geometry.camera import CameraModel, InvalidIntrinsicsError, camera_model_from_camera_info
-from partseg_ros.geometry.depth import decode_depth_buffer, depth_to_metres
+from partseg_ros.geometry.depth import depth_to_metres
 from partseg_ros.geometry.grasp_region import (
     CAMERA_FRAME,
     GraspRegion,
@@ -31,6 +31,5 @@ __all__ = [
     "camera_model_from_camera_info",
     "compute_grasp_region",
     "compute_grasp_regions",
-    "decode_depth_buffer",
     "depth_to_metres",
 ]

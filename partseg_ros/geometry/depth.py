@@ -4,14 +4,13 @@ ROS depth images come as ``16UC1`` (unsigned millimetres by convention, REP-118,
 with 0 meaning "no return") or ``32FC1`` (metres, NaN/inf for no return).
 Everything downstream works with one representation: float32 metres, NaN
 where the sensor has nothing. Zero, negative, NaN and inf all become NaN.
+This module works on arrays; reading them out of an Image message's fields
+(encoding, step, byte order) is the codec's job (:mod:`partseg_ros.codec`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-UINT16_ENCODINGS = ("16UC1", "mono16")
-FLOAT32_ENCODINGS = ("32FC1",)
 
 
 def depth_to_metres(depth: np.ndarray, depth_scale_m: float = 0.001) -> np.ndarray:
@@ -38,33 +37,3 @@ def depth_to_metres(depth: np.ndarray, depth_scale_m: float = 0.001) -> np.ndarr
         return metres
     raise ValueError(f"unsupported depth dtype {depth.dtype}: expected uint16 (scaled units) or float32 (metres)")
 
-
-def decode_depth_buffer(
-    data: bytes | bytearray | memoryview | np.ndarray,
-    encoding: str,
-    height: int,
-    width: int,
-    step: int,
-    is_bigendian: bool = False,
-    depth_scale_m: float = 0.001,
-) -> np.ndarray:
-    """Metres from the raw fields of a sensor_msgs/Image carrying depth.
-
-    Honours the row stride ``step`` (rows may be padded) and the byte order,
-    so the ROS node can hand over ``msg.data`` without a cv_bridge.
-    """
-    if encoding in UINT16_ENCODINGS:
-        base = np.dtype(np.uint16)
-    elif encoding in FLOAT32_ENCODINGS:
-        base = np.dtype(np.float32)
-    else:
-        raise ValueError(f"unsupported depth encoding {encoding!r}; expected one of {UINT16_ENCODINGS + FLOAT32_ENCODINGS}")
-    dtype = base.newbyteorder(">" if is_bigendian else "<")
-    if step < width * dtype.itemsize:
-        raise ValueError(f"row step {step} is shorter than {width} pixels of {encoding}")
-    raw = np.frombuffer(data, dtype=np.uint8)
-    if raw.size < step * height:
-        raise ValueError(f"depth buffer holds {raw.size} bytes, expected {step * height}")
-    rows = raw[: step * height].reshape(height, step)[:, : width * dtype.itemsize]
-    image = np.ascontiguousarray(rows).view(dtype).reshape(height, width).astype(base)
-    return depth_to_metres(image, depth_scale_m)

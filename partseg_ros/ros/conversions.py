@@ -1,112 +1,63 @@
-"""sensor_msgs <-> numpy: images, depth, camera_info and point clouds.
+"""rclpy sensor_msgs <-> numpy: images, depth, camera_info and point clouds.
 
-ROS 2 cv_bridge and sensor_msgs_py are not on PyPI, and cv_bridge would cost
-a copy anyway: reads here are zero-copy ``np.frombuffer`` views of the message
-buffer; writes hand the generated uint8[] setters an ``array.array('B')``
-filled with one memcpy (assigning a numpy array iterates element by element,
-~60x slower, see the workplace notes). Malformed input raises
-:class:`ImageFormatError` carrying a short reason the node counts.
+The rules (encodings, sizes, step, byte order, depth units, CameraInfo ->
+camera model) are the codec's (:mod:`partseg_ros.codec`), shared with the bag
+reader; this module adds only what is particular to rclpy messages. ROS 2
+cv_bridge and sensor_msgs_py are not on PyPI, and cv_bridge would cost a copy
+anyway: reads are zero-copy views of the message buffer; writes hand the
+generated uint8[] setters an ``array.array('B')`` filled with one memcpy
+(assigning a numpy array iterates element by element, ~60x slower, see the
+workplace notes).
 """
 
 from __future__ import annotations
 
 import array
 import sys
-import threading
 from typing import Optional
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from partseg_ros.geometry import depth as geometry_depth
-from partseg_ros.geometry.camera import CameraModel, InvalidIntrinsicsError, camera_model_from_camera_info
+from partseg_ros.codec.camera_info import camera_from_info, camera_info_fields
+from partseg_ros.codec.images import (
+    BAD_ENCODING,
+    DEPTH_ENCODINGS,
+    MALFORMED_IMAGE,
+    ImageFormatError,
+    color_to_rgb,
+    encode_image,
+    image_to_array,
+)
+from partseg_ros.codec.images import depth_to_metres as _codec_depth_to_metres
+from partseg_ros.codec.images import mask_to_bool
+from partseg_ros.geometry.camera import CameraModel
 from partseg_ros.types import CameraIntrinsics
 
-# encoding -> (channels, dtype) for everything the node reads or writes.
-ENCODINGS: dict[str, tuple[int, np.dtype]] = {
-    "rgb8": (3, np.dtype(np.uint8)),
-    "bgr8": (3, np.dtype(np.uint8)),
-    "rgba8": (4, np.dtype(np.uint8)),
-    "bgra8": (4, np.dtype(np.uint8)),
-    "mono8": (1, np.dtype(np.uint8)),
-    "8UC1": (1, np.dtype(np.uint8)),
-    "16UC1": (1, np.dtype(np.uint16)),
-    "mono16": (1, np.dtype(np.uint16)),
-    "32FC1": (1, np.dtype(np.float32)),
-}
-COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
-DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
-
-# Reasons carried by ImageFormatError (also the node's rejection counters).
-BAD_ENCODING = "bad_encoding"
-MALFORMED_IMAGE = "malformed_image"
-
-
-class ImageFormatError(ValueError):
-    """An image the node cannot read; ``reason`` is a stable counter name."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def image_to_array(msg: Image, allowed: Optional[tuple[str, ...]] = None) -> np.ndarray:
-    """A read-only HxW or HxWxC view of the message buffer (copies only to fix byte order)."""
-    encoding = msg.encoding
-    if encoding not in ENCODINGS or (allowed is not None and encoding not in allowed):
-        accepted = ", ".join(allowed or tuple(ENCODINGS))
-        raise ImageFormatError(BAD_ENCODING, f"unsupported encoding {encoding!r} (accepted: {accepted})")
-    channels, dtype = ENCODINGS[encoding]
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    row_bytes = width * channels * dtype.itemsize
-    if height <= 0 or width <= 0:
-        raise ImageFormatError(MALFORMED_IMAGE, f"empty image {width}x{height}")
-    if step < row_bytes:
-        raise ImageFormatError(MALFORMED_IMAGE, f"step {step} is shorter than a row of {row_bytes} bytes")
-    if step % dtype.itemsize:
-        raise ImageFormatError(MALFORMED_IMAGE, f"step {step} is not a multiple of the {dtype.itemsize}-byte pixel type")
-    size = len(msg.data)
-    if size < step * (height - 1) + row_bytes:
-        raise ImageFormatError(
-            MALFORMED_IMAGE, f"data holds {size} bytes, {width}x{height} {encoding} with step {step} needs {step * height}"
-        )
-    # Only the bytes the rows use are viewed: a strided view over step*(height-1) + row_bytes
-    # bytes, never a padded copy. (Padding the last row up to ``step`` once turned a
-    # 3-byte message declaring step 2**32-1 into a 4 GB allocation.)
-    buffer = np.frombuffer(msg.data, dtype=np.uint8, count=step * (height - 1) + row_bytes)
-    rows = np.lib.stride_tricks.as_strided(buffer, shape=(height, row_bytes), strides=(step, 1), writeable=False)
-    big_endian_data = bool(msg.is_bigendian)
-    typed = rows.view(dtype.newbyteorder(">" if big_endian_data else "<")) if dtype.itemsize > 1 else rows
-    array = typed.reshape(height, width, channels) if channels > 1 else typed.reshape(height, width)
-    if dtype.itemsize > 1 and big_endian_data != (sys.byteorder == "big"):
-        array = array.astype(dtype)  # native byte order for the maths downstream
-    array.flags.writeable = False  # a view of the message: consumers must copy to modify
-    return array
-
-
-def color_to_rgb(msg: Image) -> np.ndarray:
-    """HxWx3 uint8 RGB from rgb8/bgr8/rgba8/bgra8/mono8 (a zero-copy view for rgb8)."""
-    array = image_to_array(msg, COLOR_ENCODINGS)
-    encoding = msg.encoding
-    if encoding == "rgb8":
-        return array
-    if encoding == "bgr8":
-        return array[:, :, ::-1]
-    if encoding == "rgba8":
-        return array[:, :, :3]
-    if encoding == "bgra8":
-        return array[:, :, 2::-1]
-    return np.repeat(array[:, :, None], 3, axis=2)  # mono8
+# The codec's names the node's modules have always taken from here, plus the rclpy builders.
+__all__ = [
+    "BAD_ENCODING",
+    "DEPTH_ENCODINGS",
+    "MALFORMED_IMAGE",
+    "ImageFormatError",
+    "array_to_image",
+    "camera_info_to_camera_model",
+    "color_to_rgb",
+    "depth_to_metres",
+    "image_to_array",
+    "image_to_mask",
+    "intrinsics_to_camera_info",
+    "mask_to_image",
+    "point_cloud2",
+    "point_cloud2_to_arrays",
+    "uint8_field",
+]
 
 
 def depth_to_metres(msg: Image, scale_16uc1: float = 0.001) -> np.ndarray:
-    """HxW float32 metres with NaN where the sensor gave nothing (0, NaN, inf or negative).
-
-    16UC1/mono16 are integer units times ``scale_16uc1`` (millimetres: 0.001);
-    32FC1 is metres already (REP-118).
-    """
-    return geometry_depth.depth_to_metres(image_to_array(msg, DEPTH_ENCODINGS), scale_16uc1)
+    """HxW float32 metres with NaN where the sensor gave nothing (16UC1 units x scale, 32FC1 metres)."""
+    return _codec_depth_to_metres(msg, scale_16uc1)
 
 
 def uint8_field(array_like: np.ndarray) -> array.array:
@@ -121,20 +72,16 @@ def uint8_field(array_like: np.ndarray) -> array.array:
 
 
 def array_to_image(values: np.ndarray, encoding: str, header: Optional[Header] = None) -> Image:
-    """An Image message holding a copy of ``values`` (C order, native little-endian)."""
-    channels, dtype = ENCODINGS[encoding]
-    values = np.ascontiguousarray(values, dtype=dtype)
-    expected_ndim = 2 if channels == 1 else 3
-    if values.ndim != expected_ndim or (channels > 1 and values.shape[2] != channels):
-        raise ValueError(f"array of shape {values.shape} does not fit encoding {encoding}")
+    """An Image message holding a copy of ``values`` (C order, this machine's byte order)."""
+    encoded = encode_image(values, encoding)
     msg = Image()
     if header is not None:
         msg.header = header
-    msg.height, msg.width = int(values.shape[0]), int(values.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = sys.byteorder == "big"
-    msg.step = msg.width * channels * dtype.itemsize
-    msg.data = uint8_field(values)
+    msg.height, msg.width = encoded.height, encoded.width
+    msg.encoding = encoded.encoding
+    msg.is_bigendian = encoded.is_bigendian
+    msg.step = encoded.step
+    msg.data = uint8_field(encoded.data)
     return msg
 
 
@@ -143,72 +90,38 @@ def mask_to_image(mask: np.ndarray, header: Optional[Header] = None) -> Image:
     mask = np.ascontiguousarray(mask, dtype=bool)
     if mask.ndim != 2:
         raise ValueError(f"a mask is HxW, got shape {mask.shape}")
-    msg = Image()
-    if header is not None:
-        msg.header = header
-    msg.height, msg.width = int(mask.shape[0]), int(mask.shape[1])
-    msg.encoding = "mono8"
-    msg.step = msg.width
-    msg.data = uint8_field(np.multiply(mask.view(np.uint8), np.uint8(255)))
-    return msg
+    return array_to_image(np.multiply(mask.view(np.uint8), np.uint8(255)), "mono8", header)
 
 
 def image_to_mask(msg: Image) -> np.ndarray:
     """Bool HxW from a mono8 (or 8UC1) mask image."""
-    return image_to_array(msg, ("mono8", "8UC1")) > 0
+    return mask_to_bool(msg)
 
 
 def intrinsics_to_camera_info(intrinsics: CameraIntrinsics, header: Optional[Header] = None) -> CameraInfo:
     """CameraInfo of an undistorted pinhole image (K = P, zero plumb_bob D): what a
     publisher of synthetic or already-rectified frames sends beside them."""
-    k = intrinsics
+    fields = camera_info_fields(intrinsics)
     msg = CameraInfo()
     if header is not None:
         msg.header = header
-    msg.width, msg.height = int(k.width), int(k.height)
-    msg.distortion_model = "plumb_bob"
-    msg.d = [0.0] * 5
-    msg.k = [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0]
-    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    msg.p = [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    msg.width, msg.height = fields.width, fields.height
+    msg.distortion_model = fields.distortion_model
+    msg.d = fields.d.tolist()
+    msg.k = fields.k.tolist()
+    msg.r = fields.r.tolist()
+    msg.p = fields.p.tolist()
     return msg
 
 
-def camera_info_matrices(msg: CameraInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """(K 3x3, P 3x4, D, distortion model) as float64 arrays."""
-    k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-    p = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)
-    d = np.asarray(msg.d, dtype=np.float64)
-    return k, p, d, str(msg.distortion_model)
-
-
 def camera_info_to_camera_model(msg: CameraInfo, rectified: bool = False) -> CameraModel:
-    """The camera model of the image a camera_info describes.
+    """The camera model of the image a camera_info describes (one per distinct camera_info, cached).
 
     Raw images use K and the distortion D; rectified images (``image_rect*``)
-    use P's left 3x3 (geometry.camera decides). Raises ValueError
-    (InvalidIntrinsicsError) on unusable info such as an all-zero K.
+    use P's left 3x3. Raises ValueError (the codec's CameraInfoError) on
+    unusable info such as an all-zero K.
     """
-    k, p, d, model = camera_info_matrices(msg)
-    key = (k.tobytes(), p.tobytes(), d.tobytes(), model, int(msg.width), int(msg.height), bool(rectified))
-    with _CAMERA_MODELS_LOCK:
-        cached = _CAMERA_MODELS.get(key)
-    if cached is not None:
-        return cached
-    if not (np.isfinite(k).all() and np.isfinite(p).all()):
-        raise InvalidIntrinsicsError("camera_info K or P contains NaN/inf")
-    camera = camera_model_from_camera_info(k.ravel(), p.ravel(), d, model, key[4], key[5], rectified=rectified)
-    with _CAMERA_MODELS_LOCK:
-        if len(_CAMERA_MODELS) >= 8:  # a camera_info rarely changes; keep a handful
-            _CAMERA_MODELS.pop(next(iter(_CAMERA_MODELS)))
-        _CAMERA_MODELS[key] = camera
-    return camera
-
-
-# One CameraModel per distinct camera_info, so a distorted camera's ray map is
-# computed once, not per frame (CameraModel caches it).
-_CAMERA_MODELS: dict[tuple, CameraModel] = {}
-_CAMERA_MODELS_LOCK = threading.Lock()
+    return camera_from_info(msg, rectified=rectified)
 
 
 def point_cloud2(points: np.ndarray, header: Header, colors: Optional[np.ndarray] = None) -> PointCloud2:

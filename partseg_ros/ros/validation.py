@@ -2,7 +2,10 @@
 
 The node and the service decode frames only through here, so both refuse the
 same things with the same words. A rejection is never fatal: the caller logs
-it, counts it and carries on with the next message.
+it, counts it and carries on with the next message. How an Image or a
+CameraInfo is decoded and what makes one unreadable is the codec's
+(:mod:`partseg_ros.codec`, shared with the bag reader); this module turns its
+errors into rejections and adds the node's own depth and instruction policies.
 """
 
 from __future__ import annotations
@@ -13,31 +16,37 @@ from typing import Optional
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
-from partseg_ros.geometry import depth as geometry_depth
-from partseg_ros.geometry.camera import CameraModel
-from partseg_ros.ros.conversions import (
+from partseg_ros.codec.camera_info import (
+    CAMERA_INFO_INVALID,
+    SIZE_MISMATCH,
+    CameraInfoError,
+    camera_from_info,
+)
+from partseg_ros.codec.images import (
     BAD_ENCODING,
     DEPTH_ENCODINGS,
-    ENCODINGS,
+    IMAGE_TOO_LARGE,
+    IMAGE_TOO_SMALL,
     MALFORMED_IMAGE,
+    DecodeLimits,
     ImageFormatError,
-    camera_info_to_camera_model,
+    check_declared_size,
     color_to_rgb,
     image_to_array,
 )
+from partseg_ros.geometry import depth as geometry_depth
+from partseg_ros.geometry.camera import CameraModel
 from partseg_ros.ros.sync import FUTURE_STAMP, OUT_OF_ORDER
 from partseg_ros.types import CameraIntrinsics
 
-# Rejection reasons (the node's "rejected.<reason>" counters).
-SIZE_MISMATCH = "size_mismatch"
+# Rejection reasons (the node's "rejected.<reason>" counters); the codec's own
+# (bad_encoding, malformed_image, image_too_large/small, size_mismatch,
+# camera_info_invalid) are imported above and listed with these.
 CAMERA_INFO_MISSING = "camera_info_missing"
-CAMERA_INFO_INVALID = "camera_info_invalid"
 DEPTH_ALL_INVALID = "depth_all_invalid"
 DEPTH_NONFINITE = "depth_nonfinite"
 INSTRUCTION_EMPTY = "instruction_empty"
 INSTRUCTION_TOO_LONG = "instruction_too_long"
-IMAGE_TOO_LARGE = "image_too_large"  # declared or actual size beyond limits.max_image_*
-IMAGE_TOO_SMALL = "image_too_small"  # below limits.min_image_* (a 1x1 "frame" is not a camera image)
 DEPTH_UNITS = "depth_units"  # median depth implausible for the scale: 16UC1 in metres, 32FC1 in millimetres
 REASONS = (
     DEPTH_UNITS,
@@ -66,7 +75,9 @@ class Rejection(Exception):
 
 
 @dataclass(frozen=True)
-class InputLimits:
+class InputLimits(DecodeLimits):
+    """The node's input rules: the codec's size and focal-length limits plus its own depth and text policies."""
+
     depth_scale: float = 0.001  # metres per 16UC1 unit
     depth_float_scale: float = 1.0  # metres per 32FC1 unit (REP 118: metres)
     # A frame's median valid depth outside this range (after the scale) means the units are wrong.
@@ -80,14 +91,6 @@ class InputLimits:
     max_nonfinite_fraction: float = 0.8
     max_instruction_length: int = 300
     rectified: bool = False  # images are rectified: use camera_info P instead of K
-    # Sanity limits checked on the declared sizes before anything is allocated or reshaped.
-    min_image_width: int = 16
-    min_image_height: int = 16
-    max_image_width: int = 8192
-    max_image_height: int = 8192
-    max_image_bytes: int = 134_217_728  # 128 MiB: declared step * height, and the data actually sent
-    min_focal_length_px: float = 1.0
-    max_focal_length_px: float = 100_000.0
 
 
 @dataclass
@@ -122,49 +125,25 @@ def check_image_size(
 ) -> None:
     """Refuse an image whose declared or actual size is absurd, before anything is allocated.
 
-    Cheap (integers only), so the node runs it on every arriving message; the full
-    consistency check (step against the row, data against step x height) follows in
-    :func:`partseg_ros.ros.conversions.image_to_array` for the frame that is decoded.
+    Integers only, so the node runs it on every arriving message's peeked header;
+    the rules are the codec's (:func:`partseg_ros.codec.images.check_declared_size`).
     """
-    if height <= 0 or width <= 0:
-        raise Rejection(MALFORMED_IMAGE, f"{what}: empty image {width}x{height}")
-    if width > limits.max_image_width or height > limits.max_image_height:
-        raise Rejection(
-            IMAGE_TOO_LARGE, f"{what}: {width}x{height} exceeds limits.max_image_width/height="
-            f"{limits.max_image_width}x{limits.max_image_height}")
-    declared = int(step) * int(height)
-    if declared > limits.max_image_bytes or data_len > limits.max_image_bytes:
-        raise Rejection(
-            IMAGE_TOO_LARGE, f"{what}: step {step} x height {height} = {declared} bytes declared, "
-            f"{data_len} sent; limit limits.max_image_bytes={limits.max_image_bytes}")
-    if width < limits.min_image_width or height < limits.min_image_height:
-        raise Rejection(
-            IMAGE_TOO_SMALL, f"{what}: {width}x{height} is below limits.min_image_width/height="
-            f"{limits.min_image_width}x{limits.min_image_height}")
-    if encoding in ENCODINGS:
-        channels, dtype = ENCODINGS[encoding]
-        row_bytes = width * channels * dtype.itemsize
-        if step < row_bytes:
-            raise Rejection(MALFORMED_IMAGE, f"{what}: step {step} is shorter than a row of {row_bytes} bytes")
-        if data_len < step * (height - 1) + row_bytes:
-            raise Rejection(
-                MALFORMED_IMAGE, f"{what}: data holds {data_len} bytes, {width}x{height} {encoding} "
-                f"with step {step} needs {step * height}")
+    try:
+        check_declared_size(height, width, encoding, step, data_len, limits)
+    except ImageFormatError as exc:
+        raise Rejection(exc.reason, f"{what}: {exc}") from None
 
 
 def decode_color(msg: Image, limits: Optional[InputLimits] = None) -> np.ndarray:
-    if limits is not None:
-        check_image_size("colour image", msg.height, msg.width, msg.encoding, msg.step, len(msg.data), limits)
     try:
-        return color_to_rgb(msg)
+        return color_to_rgb(msg, limits)
     except ImageFormatError as exc:
         raise Rejection(exc.reason, f"colour image: {exc}") from None
 
 
 def decode_depth(msg: Image, limits: InputLimits, shape: tuple[int, int]) -> np.ndarray:
-    check_image_size("depth image", msg.height, msg.width, msg.encoding, msg.step, len(msg.data), limits)
     try:
-        raw = image_to_array(msg, DEPTH_ENCODINGS)
+        raw = image_to_array(msg, DEPTH_ENCODINGS, limits)
     except ImageFormatError as exc:
         raise Rejection(exc.reason, f"depth image: {exc}") from None
     return decode_depth_array(raw, msg.encoding, limits, shape)
@@ -261,28 +240,9 @@ def decode_camera(msg: Optional[CameraInfo], limits: InputLimits, shape: tuple[i
     if msg is None:
         raise Rejection(CAMERA_INFO_MISSING, "no camera_info received for this frame")
     try:
-        camera = camera_info_to_camera_model(msg, rectified=limits.rectified)
-    except ValueError as exc:
-        raise Rejection(CAMERA_INFO_INVALID, f"camera_info unusable: {exc}") from None
-    intrinsics = camera.intrinsics
-    focal = (intrinsics.fx, intrinsics.fy)
-    if not all(limits.min_focal_length_px <= f <= limits.max_focal_length_px for f in focal):
-        raise Rejection(
-            CAMERA_INFO_INVALID,
-            f"camera_info focal lengths fx={intrinsics.fx:g}, fy={intrinsics.fy:g} px are outside "
-            f"limits.min/max_focal_length_px=[{limits.min_focal_length_px:g}, {limits.max_focal_length_px:g}]")
-    if not (-intrinsics.width <= intrinsics.cx <= 2 * intrinsics.width
-            and -intrinsics.height <= intrinsics.cy <= 2 * intrinsics.height):
-        raise Rejection(
-            CAMERA_INFO_INVALID,
-            f"camera_info principal point ({intrinsics.cx:g}, {intrinsics.cy:g}) is far outside the "
-            f"{intrinsics.width}x{intrinsics.height} image")
-    if (intrinsics.height, intrinsics.width) != shape:
-        raise Rejection(
-            SIZE_MISMATCH,
-            f"camera_info is for {intrinsics.width}x{intrinsics.height} but the image is {shape[1]}x{shape[0]}",
-        )
-    return camera
+        return camera_from_info(msg, rectified=limits.rectified, image_shape=shape, limits=limits)
+    except CameraInfoError as exc:
+        raise Rejection(exc.reason, str(exc)) from None
 
 
 def decode_frame(
