@@ -21,12 +21,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from partseg_ros.evaluation import cli
 from partseg_ros.evaluation.records import SCORE_FIELDS
+from partseg_ros.ros import live_evaluation  # partseg_evaluate with its live path
 
 
 def _run(bags: Path, out: Path, backend: str, *extra: str) -> dict:
-    code = cli.main(
+    code = live_evaluation.main(
         [
             str(bags),
             "--backend",

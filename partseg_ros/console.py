@@ -65,7 +65,8 @@ COMMANDS: dict[str, Command] = {
     "partseg_replay": Command("partseg_ros.ros.replay:main"),
     "partseg_generate_benchmark": Command("partseg_ros.scene.generate:main"),
     "partseg_convert_instructpart": Command("partseg_ros.bags.instructpart_converter:main"),
-    "partseg_evaluate": Command("partseg_ros.evaluation.cli:main"),
+    # The evaluator's command with its live path plugged in (the evaluator itself imports no ROS).
+    "partseg_evaluate": Command("partseg_ros.ros.live_evaluation:main"),
     "partseg_generate_training_crops": Command("partseg_ros.backends.pisa_rgbd.dataset:main"),
     "partseg_train_part_grounder": Command("partseg_ros.backends.pisa_rgbd.train:main"),
     "partseg_validate_generalisation": Command("partseg_ros.evaluation.generalisation:main"),

@@ -19,3 +19,10 @@ def package_share_subdir(subdir: str, marker: str) -> Path:
             f"cannot find partseg's {subdir}/ folder: run from the source tree or source a ROS workspace "
             "where partseg is installed (AMENT_PREFIX_PATH)"
         ) from exc
+
+
+def config_dir() -> Path:
+    """The package's config/ folder (node parameters, the loopback DDS profile): the source tree, or
+    share/partseg/config when installed. Here, not in the DDS code, because the evaluator reads the
+    node's parameters from it without any ROS."""
+    return package_share_subdir("config", "fastdds_localhost.xml")

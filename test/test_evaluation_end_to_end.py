@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from partseg_ros.evaluation import cli
 from partseg_ros.evaluation.records import SCORE_FIELDS
+from partseg_ros.ros import live_evaluation
 
 TEST_DIR = Path(__file__).resolve().parent
 BACKEND = ["--backend", "test_evaluation_pipeline:ColorWordBackend", "--backend-option", "tolerance=150"]
@@ -37,7 +37,8 @@ def _test_backend_importable(monkeypatch):
 
 
 def _evaluate(bench: Path, out: Path, *extra: str) -> dict:
-    code = cli.main([str(bench), *BACKEND, "--protocol", "full", "--out", str(out), "--no-progress", *extra])
+    code = live_evaluation.main([str(bench), *BACKEND, "--protocol", "full", "--out", str(out), "--no-progress",
+                                 *extra])
     assert code == 0
     return json.loads((out / "report.json").read_text())
 
@@ -102,6 +103,7 @@ def test_report_names_every_task(inprocess_report, inprocess_dir):
 
 
 def test_live_path_refuses_oracle_protocol(bench, tmp_path, capsys):
-    code = cli.main([str(bench), *BACKEND, "--protocol", "oracle_object", "--path", "live", "--out", str(tmp_path)])
+    code = live_evaluation.main([str(bench), *BACKEND, "--protocol", "oracle_object", "--path", "live", "--out",
+                                 str(tmp_path)])
     assert code == 2
     assert "oracle_object" in capsys.readouterr().err

@@ -97,7 +97,7 @@ def test_replay_into_the_node_scores_like_the_inprocess_evaluator(bags):
             for task in tasks:
                 key = (task.stamp_ns, task.instruction)
                 prediction = prediction_from_messages(segs[key], regions[key], task.rgb.shape[:2],
-                                                      LiveTopics.frame_id, float(segs[key].latency_ms))
+                                                      segs[key].header.frame_id, float(segs[key].latency_ms))
                 got[(task.bag, task.stamp_ns, task.instruction)] = score_task(
                     task, prediction, PROTOCOL_FULL, BACKEND, "replay", with_overlay=False)
     finally:

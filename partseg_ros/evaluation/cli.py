@@ -5,6 +5,9 @@ partseg_evaluate BAG_OR_DIR [...] --backend NAME [--backend-option k=v ...]
     [--workers N] [--ray ADDRESS] --out REPORT_DIR
 """
 
+# The live path's answerer talks DDS, so it lives in partseg_ros.ros and is handed to main()
+# by the command there (partseg_ros.ros.live_evaluation.main); nothing here imports ROS.
+
 from __future__ import annotations
 
 import argparse
@@ -16,12 +19,12 @@ from typing import Any, Optional, Sequence
 
 from partseg_ros.backends.base import parse_options
 from partseg_ros.evaluation import node_params
-from partseg_ros.evaluation.live import LiveEvaluationError, LiveSettings, evaluate_live
+from partseg_ros.evaluation.answering import AnsweringError, LiveAnswererFactory, LiveSettings, evaluate_answers
 from partseg_ros.evaluation.node_params import DEFAULT_PARAMS_FILE
 from partseg_ros.evaluation.records import PATH_INPROCESS, PATH_LIVE, PROTOCOL_FULL, PROTOCOLS, TaskRecord
 from partseg_ros.evaluation.runner import EvaluationSettings, evaluate_inprocess
 from partseg_ros.evaluation.sharding import RayUnavailableError, evaluate_local, evaluate_ray
-from partseg_ros.ros.dds_env import config_dir
+from partseg_ros.resources import config_dir
 
 BAG_METADATA = "metadata.yaml"
 
@@ -109,8 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_evaluation(args: argparse.Namespace) -> tuple[list[TaskRecord], dict[str, Any]]:
-    """Evaluate as the arguments say; returns the records and the report's run metadata."""
+def run_evaluation(args: argparse.Namespace, live_answerer: Optional[LiveAnswererFactory] = None
+                   ) -> tuple[list[TaskRecord], dict[str, Any]]:
+    """Evaluate as the arguments say; returns the records and the report's run metadata.
+
+    ``live_answerer`` starts what answers the live path's tasks (the ROS layer passes it).
+    """
     bags = find_bags(args.bags)
     protocol = args.protocol or (PROTOCOL_FULL if args.path == PATH_LIVE else "both")
     protocols = PROTOCOLS if protocol == "both" else (protocol,)
@@ -126,15 +133,19 @@ def run_evaluation(args: argparse.Namespace) -> tuple[list[TaskRecord], dict[str
     start = time.perf_counter()
     if args.path == PATH_LIVE:
         if args.ray or args.workers != 1:
-            raise LiveEvaluationError(
+            raise AnsweringError(
                 "the live path runs one node and answers tasks in order: use it without --workers/--ray"
             )
+        if live_answerer is None:
+            raise AnsweringError("the live path needs the ROS layer: run the partseg_evaluate command "
+                                 "(partseg_ros.ros.live_evaluation), which starts the node and its client")
         if params_file is None:
             raise FileNotFoundError("the live path needs the node's parameters file: pass --params-file")
         live_settings = LiveSettings(
             params_file=params_file, task_timeout_s=args.task_timeout, domain_id=args.domain_id
         )
-        records = evaluate_live(bags, settings, live_settings, progress=progress)
+        with live_answerer(settings, live_settings) as answerer:
+            records = evaluate_answers(answerer, bags, settings, progress=progress)
     elif args.ray:
         records = evaluate_ray(bags, settings, args.ray, max(1, args.workers), progress=progress)
     elif args.workers > 1:
@@ -171,14 +182,15 @@ def summary_line(protocol: str, overall: dict[str, Any]) -> str:
     )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, live_answerer: Optional[LiveAnswererFactory] = None) -> int:
+    """The command; ``live_answerer`` enables ``--path live`` (see the note under the module docstring)."""
     args = build_parser().parse_args(argv)
     from partseg_ros.evaluation.aggregate import build_summary
     from partseg_ros.evaluation.report import write_report
 
     try:
-        records, meta = run_evaluation(args)
-    except (FileNotFoundError, RayUnavailableError, LiveEvaluationError, ValueError,
+        records, meta = run_evaluation(args, live_answerer)
+    except (FileNotFoundError, RayUnavailableError, AnsweringError, ValueError,
             argparse.ArgumentTypeError) as exc:
         # Usage problems (missing bag, weights or params file, unknown backend, no ray, node
         # failing to start) get one clear line; anything else keeps its traceback.

@@ -96,7 +96,7 @@ class NodeSpec:
 
 
 def default_params_file() -> str:
-    from partseg_ros.ros.dds_env import config_dir  # source tree or share/partseg/config
+    from partseg_ros.resources import config_dir  # source tree or share/partseg/config
 
     return str(config_dir() / "partseg.yaml")
 

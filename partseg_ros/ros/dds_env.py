@@ -9,17 +9,11 @@ for images. They must be set before the process creates its first participant.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Mapping, Optional
 
-from partseg_ros.resources import package_share_subdir
+from partseg_ros.resources import config_dir
 
-PROFILE_NAME = "fastdds_localhost.xml"
-
-
-def config_dir() -> Path:
-    """The package's config/ folder: the source tree, or share/partseg/config when installed."""
-    return package_share_subdir("config", PROFILE_NAME)
+PROFILE_NAME = "fastdds_localhost.xml"  # in the package's config/ folder
 
 
 def loopback_environment(domain_id: Optional[int] = None, base: Optional[Mapping[str, str]] = None) -> dict[str, str]:

@@ -1,15 +1,26 @@
-"""The DDS side of the live evaluation path: feed the running node one task at a time.
+"""The DDS side of the live evaluation path: a task answerer that asks a running partseg node.
 
-This is the only evaluation module that imports rclpy; live.py imports it
-lazily, so the rest of the evaluator works without ROS. For each task it asks
-the node's ``~/ask`` service with the task's instruction and the stamp it is
-about to give the frame, then publishes the task's camera_info, depth and
-colour under that stamp; the response is the answer for exactly that frame.
-Request and frame may reach the node in either order (the node takes the first
-frame at or after the stamp, including one it already has), so there is no
-sleep before publishing and no retry: a missing answer is a timeout with the
-node's own diagnosis. End-to-end latency is measured from the colour's
-publication to the response.
+:class:`LiveClient` implements the evaluator's
+:class:`partseg_ros.evaluation.answering.TaskAnswerer`. For each task it sends
+the node the task's frame as the bag recorded it: the serialized colour, depth
+and camera_info (:class:`partseg_ros.bags.reader.RecordedFrame`), published
+raw as ``partseg_replay`` does, so the node decodes the recording's own
+encodings, depth units, distortion, step and byte order. Decoding them here
+and sending rgb8 / 32FC1 / a distortion-free camera_info instead would make
+"both paths score the same" true by construction and leave the node's own
+decoding untested.
+
+Only the header stamps change: each frame goes out under a fresh stamp on the
+node's time line (depth keeps its recorded offset from colour; the camera_info
+takes colour's stamp, as a driver sends it), because the node refuses stamps
+from the future, takes a jump back as a new time line, and the bags of one run
+may share their synthetic stamps. The client asks ``~/ask`` with the task's
+instruction and that stamp and gets the answer for exactly that frame; request
+and frame may reach the node in either order, so nothing sleeps or retries.
+End-to-end latency is measured from the colour's publication to the response.
+
+Readiness comes from the node's lifecycle state (``~/get_state``), so this
+module needs none of the node's code.
 """
 
 from __future__ import annotations
@@ -21,31 +32,37 @@ from typing import Optional
 
 import numpy as np
 import rclpy
-from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import State
+from lifecycle_msgs.srv import GetState
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header
 
 from partseg.msg import GraspRegion, GraspRegionArray, PartSegmentation
 from partseg.srv import AskParts
+from partseg_ros.bags.format import CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE, COLOR_TOPIC, DEPTH_TOPIC, IMAGE_TYPE
+from partseg_ros.bags.reader import RecordedFrame
+from partseg_ros.evaluation.answering import AnsweringError
+from partseg_ros.evaluation.records import PATH_LIVE, PROTOCOL_FULL
 from partseg_ros.evaluation.scoring import Prediction
 from partseg_ros.evaluation.tasks import EvalTask
-from partseg_ros.ros.conversions import array_to_image, image_to_mask, intrinsics_to_camera_info
-from partseg_ros.ros.node import diagnostics_to_dict
+from partseg_ros.ros.conversions import image_to_mask
+from partseg_ros.ros.raw import restamp
+from partseg_ros.ros.sync import stamp_to_ns
 
 
 @dataclass(frozen=True)
 class LiveTopics:
-    color: str = "/camera/color/image_raw"
-    depth: str = "/camera/aligned_depth_to_color/image_raw"
-    camera_info: str = "/camera/color/camera_info"
+    """Where the client talks to the node: the benchmark bags' camera topics, and the node's own names."""
+
+    color: str = COLOR_TOPIC
+    depth: str = DEPTH_TOPIC
+    camera_info: str = CAMERA_INFO_TOPIC
     instruction: str = "/partseg/instruction"  # unused by the client (it asks); the node still offers it
     segmentation: str = "/partseg/segmentation"
     grasp_regions: str = "/partseg/grasp_regions"
     ask: str = "/partseg/ask"
-    frame_id: str = "camera_color_optical_frame"
+    lifecycle_state: str = "/partseg/get_state"
 
 
 # Consecutive frames' stamps differ by at least this, wider than the node's default
@@ -55,18 +72,12 @@ STAMP_GAP_NS = 50_000_000
 MAX_AHEAD_NS = 200_000_000
 # How long past its own timeout the client waits for the node's (failure) response.
 RESPONSE_MARGIN_S = 10.0
+# How long one lifecycle state query may take while waiting for the node.
+STATE_QUERY_TIMEOUT_S = 2.0
 
 
 class LiveTimeout(TimeoutError):
     """The node did not answer a task in time."""
-
-
-def _stamp(ns: int) -> Time:
-    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
-
-
-def _stamp_ns(stamp: Time) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def prediction_from_messages(
@@ -113,10 +124,18 @@ def prediction_from_messages(
 
 
 class LiveClient:
-    """A ROS node that asks the partseg node one task at a time through ``~/ask``."""
+    """A ROS node that answers evaluation tasks by asking the partseg node, one task at a time.
 
-    def __init__(self, topics: LiveTopics = LiveTopics()) -> None:
+    A :class:`partseg_ros.evaluation.answering.TaskAnswerer`; ``full`` only,
+    since the node's camera topics carry no object mask for ``oracle_object``.
+    """
+
+    path = PATH_LIVE
+    protocols = (PROTOCOL_FULL,)
+
+    def __init__(self, topics: LiveTopics = LiveTopics(), task_timeout_s: float = 120.0) -> None:
         self.topics = topics
+        self.task_timeout_s = float(task_timeout_s)
         self._context = rclpy.Context()
         rclpy.init(context=self._context)
         self._node = rclpy.create_node("partseg_evaluator", context=self._context)
@@ -126,38 +145,39 @@ class LiveClient:
         self._depth = node.create_publisher(Image, topics.depth, reliable)
         self._info = node.create_publisher(CameraInfo, topics.camera_info, reliable)
         self._ask = node.create_client(AskParts, topics.ask)
-        self._lock = threading.Condition()
+        self._get_state = node.create_client(GetState, topics.lifecycle_state)
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(node)
-        self._node_state = ""
-        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable)
         self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
         self._spinner.start()
         self._last_stamp_ns = 0
 
-    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        values = diagnostics_to_dict(msg)
-        if values is not None:
-            with self._lock:
-                self._node_state = values.get("state", "")
-                self._lock.notify_all()
+    def _lifecycle_state(self, timeout_s: float) -> str:
+        """The node's lifecycle state label ("active", "inactive", ...), "" when it did not answer in time."""
+        done = threading.Event()
+        future = self._get_state.call_async(GetState.Request())
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(timeout_s):
+            self._get_state.remove_pending_request(future)
+            return ""
+        state = future.result().current_state
+        return "active" if state.id == State.PRIMARY_STATE_ACTIVE else state.label
 
     def wait_for_node(self, timeout_s: float) -> None:
-        """Block until the partseg node is active (its diagnostics say so), its camera
-        subscriptions are matched and ``~/ask`` is offered.
-
-        Subscriptions exist from configure on, but frames are only processed once active.
-        """
+        """Block until the partseg node is active (lifecycle), its camera subscriptions are matched and
+        ``~/ask`` is offered: subscriptions exist from configure on, but frames are only processed once active."""
         deadline = time.monotonic() + timeout_s
         publishers = (self._color, self._depth, self._info)
+        state = ""
         while time.monotonic() < deadline:
-            inputs_ok = all(p.get_subscription_count() > 0 for p in publishers)
-            if inputs_ok and self._ask.service_is_ready() and self._node_state == "active":
-                return
-            with self._lock:
-                self._lock.wait(timeout=0.05)
+            if self._get_state.service_is_ready():
+                state = self._lifecycle_state(min(STATE_QUERY_TIMEOUT_S, max(deadline - time.monotonic(), 0.01)))
+                inputs_ok = all(p.get_subscription_count() > 0 for p in publishers)
+                if state == "active" and inputs_ok and self._ask.service_is_ready():
+                    return
+            time.sleep(0.05)
         raise LiveTimeout(
-            f"the partseg node was not active on the topics within {timeout_s:.0f} s (last state {self._node_state!r})"
+            f"the partseg node was not active on the topics within {timeout_s:.0f} s (last state {state!r})"
         )
 
     def _next_stamp_ns(self) -> int:
@@ -175,21 +195,39 @@ class LiveClient:
         self._last_stamp_ns = stamp
         return stamp
 
+    @staticmethod
+    def _recorded_frame(task: EvalTask) -> RecordedFrame:
+        """The task's recorded colour, depth and camera_info, or AnsweringError saying why the node cannot take it."""
+        frame = task.recorded
+        if frame is None or frame.depth is None or frame.camera_info is None:
+            raise AnsweringError(
+                f"{task.bag}: task {task.task_id} has no recorded camera_info or depth; the live path sends the node "
+                "the bag's RGB-D frames (use the in-process path for 2D-only bags)")
+        types = (frame.color.msgtype, frame.depth.msgtype, frame.camera_info.msgtype)
+        if types != (IMAGE_TYPE, IMAGE_TYPE, CAMERA_INFO_TYPE):
+            raise AnsweringError(f"{task.bag}: task {task.task_id}: the live path sends raw Image and CameraInfo "
+                                 f"messages, the bag has {types}")
+        return frame
+
     def _publish_frame(self, task: EvalTask, stamp_ns: int) -> float:
-        """Publish camera_info, depth, then colour; returns the colour's publication time."""
-        header = Header(stamp=_stamp(stamp_ns), frame_id=self.topics.frame_id)
-        color = array_to_image(task.rgb, "rgb8", header)
-        depth = array_to_image(np.ascontiguousarray(task.depth_m, dtype=np.float32), "32FC1", header)
-        self._info.publish(intrinsics_to_camera_info(task.intrinsics, header))
-        self._depth.publish(depth)
+        """Publish the recorded camera_info, depth, then colour under ``stamp_ns``; returns the colour's send time."""
+        frame = self._recorded_frame(task)
+        depth_offset_ns = frame.depth.stamp_ns - frame.color.stamp_ns
+        self._info.publish(restamp(frame.camera_info.data, stamp_ns))
+        self._depth.publish(restamp(frame.depth.data, stamp_ns + depth_offset_ns))
+        color = restamp(frame.color.data, stamp_ns)
         sent = time.perf_counter()
         self._color.publish(color)
         return sent
 
-    def ask(self, task: EvalTask, timeout_s: float) -> Prediction:
+    def answer(self, task: EvalTask, protocol: str) -> Prediction:
         """The node's answer to one task, for the frame this call publishes."""
+        if protocol not in self.protocols:
+            raise AnsweringError(f"the live path answers {', '.join(self.protocols)} only, not {protocol}")
+        self._recorded_frame(task)  # refuse before asking
         stamp_ns = self._next_stamp_ns()
-        request = AskParts.Request(instruction=task.instruction, min_stamp_ns=stamp_ns, timeout_s=float(timeout_s))
+        timeout_s = self.task_timeout_s
+        request = AskParts.Request(instruction=task.instruction, min_stamp_ns=stamp_ns, timeout_s=timeout_s)
         answered = threading.Event()
         future = self._ask.call_async(request)
         future.add_done_callback(lambda _: answered.set())
@@ -202,15 +240,17 @@ class LiveClient:
         if not response.success and response.message.startswith("ask_timeout"):
             raise LiveTimeout(f"task {task.task_id} ({task.instruction!r}): {response.message}")
         segmentation = response.segmentation
+        shape = task.rgb.shape[:2]
         if not response.success:  # the node refused the frame or failed on it: scored as an error
             segmentation = PartSegmentation(status=PartSegmentation.STATUS_ERROR, explanation=response.message,
                                             instruction=task.instruction)
-            return prediction_from_messages(segmentation, None, task.rgb.shape[:2], self.topics.frame_id, latency_ms)
-        if _stamp_ns(segmentation.header.stamp) != stamp_ns:
+            return prediction_from_messages(segmentation, None, shape, "", latency_ms)
+        if stamp_to_ns(segmentation.header.stamp) != stamp_ns:
             raise LiveTimeout(f"task {task.task_id}: answered on the frame stamped "
-                              f"{_stamp_ns(segmentation.header.stamp)}, not on this task's frame {stamp_ns}")
-        return prediction_from_messages(segmentation, response.grasp_regions, task.rgb.shape[:2],
-                                        self.topics.frame_id, latency_ms)
+                              f"{stamp_to_ns(segmentation.header.stamp)}, not on this task's frame {stamp_ns}")
+        # Grasp regions come in the frame's own optical frame (the node runs with frames.target_frame "").
+        return prediction_from_messages(segmentation, response.grasp_regions, shape, segmentation.header.frame_id,
+                                        latency_ms)
 
     def close(self) -> None:
         self._executor.shutdown(timeout_sec=1.0)

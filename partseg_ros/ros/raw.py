@@ -75,3 +75,17 @@ def peek_image(raw: bytes) -> ImagePeek:
         raise CdrError(f"data of {data_len} bytes runs past the {len(buf)}-byte message")
     return ImagePeek(sec * 1_000_000_000 + nanosec, frame_id, height, width, encoding, bool(is_bigendian),
                      step, data_len)
+
+
+def restamp(raw: bytes, stamp_ns: int) -> bytes:
+    """A copy of a serialized message that starts with a std_msgs/Header, with only the header stamp changed.
+
+    Lets a recorded frame be sent again on the receiver's time line (a fresh,
+    unique stamp) while every other byte stays as recorded: the encoding,
+    step, byte order, pixels, K and D the node must decode.
+    """
+    _, _, end = cdr_body(raw, "a stamped message")
+    out = bytearray(raw)
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    struct.pack_into(end + "iI", out, 4, sec, nanosec)  # the body (after the 4-byte encapsulation) opens with it
+    return bytes(out)

@@ -1,15 +1,16 @@
-"""The live evaluation path: the real node, over real DDS, scored with the same code.
+"""``partseg_evaluate`` with its live path: the real node, over real DDS, scored with the same code.
 
-The partseg node runs as its own process with the loopback DDS environment
-(partseg_ros.ros.dds_env) and the configured backend; a client
-(partseg_ros/ros/evaluation_client.py) asks the node's ``~/ask`` service with each task's
-instruction and the stamp of the frame it then publishes from the bag, and gets the
-answer for exactly that frame as the response: no frame is dropped by the node's
-latest-frame policy, no answer is matched by guesswork, and nothing sleeps or retries. Answers become
-:class:`Prediction` objects and go through :func:`score_task`, exactly like
-the in-process path, so a deterministic backend scores identically on both.
+The evaluator (:mod:`partseg_ros.evaluation`) asks a
+:class:`~partseg_ros.evaluation.answering.TaskAnswerer` for answers and never
+imports ROS; this module is where the ROS side is plugged in. ``main`` is the
+``partseg_evaluate`` command: the evaluator's own command, handed
+:class:`LiveAnswerer` for ``--path live``. rclpy is imported only when the live
+path starts, so the in-process path loads no ROS.
 
-Only the ``full`` protocol can run live: the node's inputs carry no object mask.
+:class:`LiveAnswerer` runs the partseg node as its own process with the
+loopback DDS environment and the configured backend, and answers each task
+through :class:`~partseg_ros.ros.evaluation_client.LiveClient`, which replays
+the task's recorded frame into the node and asks ``~/ask`` for its answer.
 """
 
 from __future__ import annotations
@@ -21,39 +22,32 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
+from partseg_ros.evaluation import cli
+from partseg_ros.evaluation.answering import AnsweringError, LiveSettings, check_protocols
 from partseg_ros.evaluation.node_params import DEFAULT_PARAMS_FILE
-from partseg_ros.evaluation.records import PATH_LIVE, PROTOCOL_FULL, TaskRecord, sort_records
+from partseg_ros.evaluation.records import PATH_LIVE
 from partseg_ros.evaluation.runner import EvaluationSettings
-from partseg_ros.evaluation.scoring import score_task
-from partseg_ros.evaluation.tasks import EvalTask, bag_labels, iter_tasks
-from partseg_ros.ros.dds_env import config_dir, loopback_environment
+from partseg_ros.evaluation.scoring import Prediction
+from partseg_ros.evaluation.tasks import EvalTask
+from partseg_ros.resources import config_dir
+from partseg_ros.ros.dds_env import loopback_environment
 
 if TYPE_CHECKING:  # evaluation_client imports rclpy: only the live path loads it
-    from partseg_ros.ros.evaluation_client import LiveTopics
+    from partseg_ros.ros import evaluation_client
 
 
-class LiveEvaluationError(RuntimeError):
-    """The live path could not run (node failed to start, unsupported protocol, ...)."""
-
-
-@dataclass(frozen=True)
-class LiveSettings:
-    params_file: Optional[Path] = None
-    task_timeout_s: float = 120.0
-    startup_timeout_s: float = 120.0
-    domain_id: Optional[int] = None
-
-
-def node_command(params_file: Path, settings: EvaluationSettings, topics: "LiveTopics") -> list[str]:
+def node_command(params_file: Path, settings: EvaluationSettings,
+                 topics: "evaluation_client.LiveTopics") -> list[str]:
     """The node's command line: its console script, the params file, then -p overrides.
 
     The overrides pin what the evaluation depends on: the backend and its
     options, the grasp-region settings the in-process path also uses, the
-    topics the client talks on, and autostart (no lifecycle manager here).
+    topics the client talks on, grasp regions in the optical frame of the
+    image they come from (the criterion projects them through that camera,
+    whatever frame id the recording uses), and autostart (no lifecycle manager here).
     """
     script = Path(sys.executable).with_name("partseg_node")
     launcher = [str(script)] if script.is_file() else [sys.executable, "-m", "partseg_ros.ros.node"]
@@ -64,7 +58,7 @@ def node_command(params_file: Path, settings: EvaluationSettings, topics: "LiveT
         "topics.depth": topics.depth,
         "topics.camera_info": topics.camera_info,
         "topics.instruction": topics.instruction,
-        "frames.target_frame": topics.frame_id,  # grasp regions in the camera frame: the criterion projects them
+        "frames.target_frame": "",
     }
     overrides.update({f"backend_options.{k}": v for k, v in settings.backend_options.items()})
     overrides.update({f"grasp.{k}": v for k, v in settings.grasp_options.items()})
@@ -75,8 +69,11 @@ def node_command(params_file: Path, settings: EvaluationSettings, topics: "LiveT
 
 
 def _param_literal(value: Any) -> str:
+    """A -p value as rcl's YAML reading takes it (an empty string must be quoted, or it reads as null)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if value == "":
+        return '""'
     return str(value)
 
 
@@ -93,9 +90,7 @@ class NodeProcess:
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
-            raise LiveEvaluationError(
-                f"the partseg node exited with code {self.process.returncode}:\n{self.log_tail()}"
-            )
+            raise AnsweringError(f"the partseg node exited with code {self.process.returncode}:\n{self.log_tail()}")
 
     def log_tail(self, chars: int = 4000) -> str:
         self._log.flush()
@@ -113,27 +108,29 @@ class NodeProcess:
         shutil.rmtree(self._log_dir, ignore_errors=True)
 
 
-class LiveSession:
-    """A running node plus a connected client; ``evaluate(task)`` scores one task through them.
+class LiveAnswerer:
+    """The live path's task answerer: a node of its own plus the client that asks it.
 
     Use as a context manager: the node is stopped and the environment restored on exit.
+    Refuses protocols and files it cannot use before anything starts.
     """
 
+    path = PATH_LIVE
+
     def __init__(self, settings: EvaluationSettings, live: LiveSettings = LiveSettings()) -> None:
-        if tuple(settings.protocols) != (PROTOCOL_FULL,):
-            raise LiveEvaluationError(
-                "the live path runs the 'full' protocol only: the node's topics carry no object mask for "
-                "'oracle_object' (use --protocol full, or the in-process path for oracle_object)"
-            )
+        from partseg_ros.ros.evaluation_client import LiveClient  # rclpy: the live path starts here
+
+        self.protocols: tuple[str, ...] = LiveClient.protocols  # what the client can ask the node
+        check_protocols(self.protocols, tuple(settings.protocols), self.path)
         params_file = Path(live.params_file) if live.params_file else config_dir() / DEFAULT_PARAMS_FILE
         if not params_file.is_file():
-            raise LiveEvaluationError(f"node parameters file {params_file} not found")
+            raise AnsweringError(f"node parameters file {params_file} not found")
         self.settings, self.live, self.params_file = settings, live, params_file
         self._node: Optional[NodeProcess] = None
-        self._client: Any = None
+        self._client: Optional["evaluation_client.LiveClient"] = None
         self._saved_env: dict[str, Optional[str]] = {}
 
-    def __enter__(self) -> "LiveSession":
+    def __enter__(self) -> "LiveAnswerer":
         domain_id = self.live.domain_id if self.live.domain_id is not None else random.randint(100, 199)
         # Both the node and this process's client talk DDS: both get the loopback environment.
         env = loopback_environment(domain_id)
@@ -144,32 +141,27 @@ class LiveSession:
 
             topics = LiveTopics()
             self._node = NodeProcess(node_command(self.params_file, self.settings, topics), env)
-            self._client = LiveClient(topics)
+            self._client = LiveClient(topics, self.live.task_timeout_s)
             try:
                 self._client.wait_for_node(self.live.startup_timeout_s)
             except LiveTimeout as exc:
                 self._node.check_alive()
-                raise LiveEvaluationError(f"{exc}\nnode log:\n{self._node.log_tail()}") from exc
+                raise AnsweringError(f"{exc}\nnode log:\n{self._node.log_tail()}") from exc
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
-    def evaluate(self, task: EvalTask) -> TaskRecord:
+    def answer(self, task: EvalTask, protocol: str) -> Prediction:
         from partseg_ros.ros.evaluation_client import LiveTimeout
 
-        assert self._node is not None and self._client is not None, "use LiveSession as a context manager"
+        if self._node is None or self._client is None:
+            raise AnsweringError("the live answerer is not running: use it as a context manager")
         self._node.check_alive()
-        if task.intrinsics is None or task.depth_m is None:
-            raise LiveEvaluationError(
-                f"{task.bag}: task {task.task_id} has no camera_info or no depth; the live path feeds the node "
-                "RGB-D frames (use the in-process path for 2D-only bags)"
-            )
         try:
-            prediction = self._client.ask(task, self.live.task_timeout_s)
+            return self._client.answer(task, protocol)
         except LiveTimeout as exc:
-            raise LiveEvaluationError(f"{exc}\nnode log:\n{self._node.log_tail()}") from exc
-        return score_task(task, prediction, PROTOCOL_FULL, self.settings.backend, PATH_LIVE, self.settings.overlays)
+            raise AnsweringError(f"{exc}\nnode log:\n{self._node.log_tail()}") from exc
 
     def __exit__(self, *exc_info: Any) -> None:
         if self._client is not None:
@@ -186,21 +178,12 @@ class LiveSession:
         self._saved_env = {}
 
 
-def evaluate_live(
-    bags: list[Path], settings: EvaluationSettings, live: LiveSettings = LiveSettings(), progress: bool = True
-) -> list[TaskRecord]:
-    """Score every task of every bag through a freshly started node."""
-    from tqdm import tqdm
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``partseg_evaluate``: the evaluator's command with the live path available."""
+    return cli.main(argv, live_answerer=LiveAnswerer)
 
-    from partseg_ros.bags.reader import count_tasks
 
-    records: list[TaskRecord] = []
-    labels = bag_labels(bags)
-    total = sum(count_tasks(bag) for bag in bags)
-    with LiveSession(settings, live) as session:
-        with tqdm(total=total, desc=f"evaluating {settings.backend} live", unit="task", disable=not progress) as bar:
-            for bag in bags:
-                for task in iter_tasks(bag, label=labels[bag]):
-                    records.append(session.evaluate(task))
-                    bar.update(1)
-    return sort_records(records)
+if __name__ == "__main__":
+    from partseg_ros.console import run
+
+    sys.exit(run("partseg_evaluate"))
