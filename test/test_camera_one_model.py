@@ -18,7 +18,7 @@ from partseg_ros.geometry.camera import CameraModel, camera_model_from_camera_in
 from partseg_ros.types import CameraIntrinsics, GroundingRequest
 
 K = CameraIntrinsics(fx=615.0, fy=615.0, cx=319.5, cy=239.5, width=640, height=480)
-# A wide-angle barrel lens: about 50 px of distortion in the corners of a 640x480 image.
+# A wide-angle barrel lens: its corner pixels see rays about 65 px outside a pinhole image of 640x480.
 BARREL = CameraModel(K, "plumb_bob", (-0.32, 0.14, 0.0015, -0.0012, -0.035))
 
 
