@@ -1,14 +1,15 @@
-"""The in-process evaluation path: bag -> backend call -> grasp region -> record.
+"""The in-process evaluation path: bag -> the node's pipeline (backend, grasp region) -> record.
 
 Fast (no DDS, no serialisation), so it is the path for sweeps and for the
-sharded runs; the live path in live.py reuses its scoring. Latency here is
-the wall time of ``backend.ground`` plus the grasp-region computation, i.e.
-what the node spends per task minus transport.
+sharded runs; the live path in live.py reuses its scoring. Tasks are answered
+by :class:`partseg_ros.pipeline.PartPipeline`, the code the node runs per
+frame, so what is scored here is what the robot gets. Latency here is the
+wall time of the backend plus the grasp-region computation, i.e. what the node
+spends per task minus transport.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,12 @@ from typing import Any, Optional
 import numpy as np
 
 from partseg_ros.backends.base import PartGroundingBackend
-from partseg_ros.backends.registry import create_backend
 from partseg_ros.evaluation.records import PATH_INPROCESS, PROTOCOLS, TaskRecord, sort_records
 from partseg_ros.evaluation.scoring import Prediction, score_task
 from partseg_ros.evaluation.tasks import EvalTask, bag_labels, iter_tasks
-from partseg_ros.types import CameraIntrinsics, GroundingResult
+from partseg_ros.geometry.grasp_region import GraspRegion
+from partseg_ros.pipeline import PartPipeline, PipelineResult
+from partseg_ros.types import GroundingResult
 
 
 @dataclass(frozen=True)
@@ -40,26 +42,18 @@ class EvaluationSettings:
             raise ValueError(f"protocols must be a non-empty subset of {PROTOCOLS}, got {self.protocols}")
 
 
-def top_grasp_centroid(
-    result: GroundingResult,
-    depth_m: Optional[np.ndarray],
-    intrinsics: Optional[CameraIntrinsics],
-    grasp_options: dict[str, Any],
+def grasp_centroid_of(
+    result: GroundingResult, region: Optional[GraspRegion]
 ) -> tuple[Optional[tuple[float, float, float]], str]:
-    """Centroid of the grasp region of the top-ranked instance, and "ok" or why there is none.
+    """Centroid of the top-ranked instance's grasp region, and "ok" or why there is none.
 
-    ``grasp_options`` are GraspRegionConfig fields; the node's geometry
-    parameters must be passed here for the live and in-process paths to agree.
+    ``region`` is the pipeline's region of ``result.instances[0]``; the pipeline
+    makes none when the task has no depth or no camera_info.
     """
     if not result.instances:
         return None, "no instance"
-    if depth_m is None or intrinsics is None:
+    if region is None:
         return None, "no depth"
-    from partseg_ros.geometry.grasp_region import GraspRegionConfig, compute_grasp_region
-
-    region = compute_grasp_region(
-        result.instances[0].mask, depth_m, intrinsics, config=GraspRegionConfig(**grasp_options)
-    )
     if not region.ok:
         return None, f"{region.status.name.lower()}: {region.status_reason}".rstrip(": ")
     centroid = np.asarray(region.centroid, dtype=np.float64).reshape(3)
@@ -68,15 +62,13 @@ def top_grasp_centroid(
     return (float(centroid[0]), float(centroid[1]), float(centroid[2])), "ok"
 
 
-def prediction_from_result(
-    result: GroundingResult, task: EvalTask, latency_ms: float, grasp_options: dict[str, Any]
-) -> Prediction:
-    """Reduce a backend's GroundingResult to what the scorer needs."""
-    h, w = task.rgb.shape[:2]
-    centroid, status = top_grasp_centroid(result, task.depth_m, task.intrinsics, grasp_options)
+def prediction_from_run(run: PipelineResult, latency_ms: float) -> Prediction:
+    """Reduce the pipeline's answer to what the scorer needs."""
+    result = run.grounding
+    centroid, status = grasp_centroid_of(result, run.regions[0] if run.regions else None)
     top = result.instances[0] if result.instances else None
     return Prediction(
-        mask=result.union_mask((h, w)),
+        mask=run.union_mask(),
         num_instances=len(result.instances),
         object_label=(top.object_label if top else "") or result.object_label,
         part_label=(top.part_label if top else "") or result.part_label,
@@ -86,36 +78,23 @@ def prediction_from_result(
     )
 
 
-def make_backend(name: str, options: dict[str, Any]) -> PartGroundingBackend:
-    """A backend by registry name, or by ``package.module:ClassName`` for backends outside the registry."""
-    if ":" not in name:
-        return create_backend(name, **options)
-    module_name, class_name = name.split(":", 1)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise  # the backend's module exists but lacks one of its own dependencies: a real failure
-        raise ValueError(f"backend {name}: no module named {module_name!r} on the Python path") from None
-    backend_class = getattr(module, class_name, None)
-    if backend_class is None:
-        raise ValueError(f"backend {name}: module {module_name!r} has no {class_name!r}")
-    if not (isinstance(backend_class, type) and issubclass(backend_class, PartGroundingBackend)):
-        raise ValueError(f"{name} is not a PartGroundingBackend subclass")
-    return backend_class(**options)
-
-
 class TaskEvaluator:
-    """One loaded backend answering tasks under each configured protocol."""
+    """One loaded pipeline (the node's: backend, then grasp regions) answering tasks under each protocol."""
 
     def __init__(self, settings: EvaluationSettings) -> None:
         self.settings = settings
-        self.backend = make_backend(settings.backend, settings.backend_options)
-        self.backend.load()
-        # Like the node's configure step: the first timed task must not pay for
-        # lazy initialisation (model warm-up, the geometry module's import).
-        self.backend.warmup()
-        import partseg_ros.geometry.grasp_region  # noqa: F401
+        self.pipeline = PartPipeline.build(settings.backend, settings.backend_options, settings.grasp_options)
+        # Like the node's configure step: the first timed task must not pay for lazy initialisation.
+        self.pipeline.load(warmup=True)
+
+    @property
+    def backend(self) -> PartGroundingBackend:
+        return self.pipeline.backend
+
+    @backend.setter
+    def backend(self, backend: PartGroundingBackend) -> None:
+        """Answer with another, already built backend (the tests swap in one that fails)."""
+        self.pipeline.backend = backend
 
     def evaluate(self, task: EvalTask) -> list[TaskRecord]:
         records = []
@@ -125,14 +104,14 @@ class TaskEvaluator:
             request = task.request(protocol)
             start = time.perf_counter()
             try:
-                result = self.backend.ground(request)
+                # Only the top instance is scored, so only its region is computed.
+                run = self.pipeline.run(request, max_regions=1)
                 error = ""
             except Exception as exc:  # noqa: BLE001 - a failing task is scored as a failure, the run goes on
-                result, error = (
-                    GroundingResult(instances=[], backend=self.settings.backend),
-                    f"{type(exc).__name__}: {exc}",
-                )
-            prediction = prediction_from_result(result, task, 0.0, self.settings.grasp_options)
+                empty = GroundingResult(instances=[], backend=self.settings.backend)
+                run = PipelineResult(empty, [], image_shape=request.image_size)
+                error = f"{type(exc).__name__}: {exc}"
+            prediction = prediction_from_run(run, 0.0)
             # Latency covers the backend and the grasp region, as the node's per-frame work does.
             prediction.latency_ms = (time.perf_counter() - start) * 1000.0
             prediction.error = error
