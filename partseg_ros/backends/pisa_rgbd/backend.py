@@ -19,7 +19,7 @@ Recognition and part masks are learned (from generated data, see
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 import numpy as np
@@ -32,7 +32,7 @@ from partseg_ros.backends.pisa_rgbd.crops import (
     square_window,
     window_focal_px,
 )
-from partseg_ros.backends.pisa_rgbd.vocabulary import query_text
+from partseg_ros.backends.pisa_rgbd.vocabulary import learned_kb_objects, query_text
 from partseg_ros.backends.reasoning import build_reasoner, empty_result, object_candidates, unknown_object_reason
 from partseg_ros.backends.shapegrasp.colour import colour_histogram
 from partseg_ros.backends.shapegrasp.matching import colour_fit
@@ -40,6 +40,10 @@ from partseg_ros.backends.shapegrasp.proposals import find_table, object_cluster
 from partseg_ros.backends.shapegrasp.segmentation import SegmentationConfig
 from partseg_ros.language.reasoner import Candidate, InstructionResolution
 from partseg_ros.types import GroundingRequest, GroundingResult, PartInstance
+
+
+CANDIDATE_CHOICES = ("first_present", "joint")
+UNLEARNED_OBJECT_ANSWERS = ("shapegrasp", "no_target", "network")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,12 @@ class PisaRgbdConfig:
     part_reach: float = 1.0 / 16.0  # a part may extend this share of the crop side past its proposal...
     part_min_height_m: float = 0.003  # ...on pixels standing at least this high above the table
     candidate_limit: int = 8  # knowledge-base candidates asked when the instruction names no object
+    # "first_present": the language's ranking of candidates decides what is wanted, the network only
+    # whether (and where) it is in view; "joint": presence x language score, the network may overrule
+    candidate_choice: str = "first_present"
+    # An object the network never saw in training (not among the model's training kinds) is answered by
+    # "shapegrasp" (geometric rules over the knowledge base), "no_target", or "network" (ask it anyway).
+    unlearned_object: str = "shapegrasp"
     knowledge_base: Optional[str] = None
     language_model: Optional[str] = None
     use_embeddings: bool = True
@@ -69,6 +79,12 @@ class PisaRgbdConfig:
             value = getattr(config, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"pisa_rgbd option {name} must lie in [0, 1], got {value}")
+        if config.candidate_choice not in CANDIDATE_CHOICES:
+            raise ValueError(f"pisa_rgbd option candidate_choice must be one of {', '.join(CANDIDATE_CHOICES)}, "
+                             f"got {config.candidate_choice!r}")
+        if config.unlearned_object not in UNLEARNED_OBJECT_ANSWERS:
+            raise ValueError(f"pisa_rgbd option unlearned_object must be one of {', '.join(UNLEARNED_OBJECT_ANSWERS)}, "
+                             f"got {config.unlearned_object!r}")
         if int(config.stride) < 1 or int(config.max_proposals) < 1:
             raise ValueError("pisa_rgbd options stride and max_proposals must be at least 1")
         return config
@@ -108,6 +124,8 @@ class PisaRgbdBackend(PartGroundingBackend):
         self.model = None
         self.crop_settings = None
         self.model_record: dict = {}
+        self.learned_objects: Optional[frozenset[str]] = None  # None: the model folder does not say
+        self.rules_backend: Optional[PartGroundingBackend] = None
 
     def _load(self) -> None:
         import torch
@@ -124,6 +142,17 @@ class PisaRgbdBackend(PartGroundingBackend):
         self.embedder = shared_embedder()  # phrases are embedded even when the reasoner does without
         self.embedder.load()
         self._torch = torch
+        trained_kinds = ((self.model_record.get("record") or {}).get("training") or {}).get("kinds")
+        if trained_kinds:
+            self.learned_objects = learned_kb_objects(trained_kinds, self.reasoner.kb)
+        if self.config.unlearned_object == "shapegrasp":
+            from partseg_ros.backends.shapegrasp.backend import ShapeGraspBackend
+
+            self.rules_backend = ShapeGraspBackend(
+                knowledge_base=self.config.knowledge_base, language_model=self.config.language_model,
+                language_model_options=self.options.get("language_model_options", {}),
+                use_embeddings=self.config.use_embeddings, stride=self.config.stride,
+                segmentation=self.segmentation_config)
 
     def warmup(self) -> None:
         self.load()
@@ -161,6 +190,10 @@ class PisaRgbdBackend(PartGroundingBackend):
         candidates = object_candidates(self.reasoner, resolution, cfg.candidate_limit)
         if not candidates:
             return self._empty(resolution, "the instruction names no object or action partseg knows", timings)
+        wanted = candidates[0].object_name
+        if self.learned_objects is not None and wanted not in self.learned_objects \
+                and cfg.unlearned_object != "network":
+            return self._unlearned(request, resolution, wanted, timings)
         stride = max(1, int(cfg.stride))
         plane, _, rgb_s, _, points = find_table(request, stride, self.segmentation_config.min_height_m)
         lap("table")
@@ -198,8 +231,9 @@ class PisaRgbdBackend(PartGroundingBackend):
         presence = presence.reshape(len(masks), len(candidates))
         prior = np.array([0.5 + 0.5 * c.score for c in candidates])
         colour_term = np.array([1.0 - cfg.colour_weight + cfg.colour_weight * s for s in colour_share])
-        score = presence * prior[None, :] * colour_term[:, None]
-        best_obj, best_cand = np.unravel_index(int(np.argmax(score)), score.shape)
+        score = presence * colour_term[:, None]
+        best_obj, best_cand = choose_object(score, prior, cfg.candidate_choice,
+                                            cfg.presence_threshold if not oracle else 0.0)
         candidate = candidates[best_cand]
         noun = object_noun(resolution, candidate, kb)
         best_presence = float(presence[best_obj, best_cand])
@@ -230,8 +264,40 @@ class PisaRgbdBackend(PartGroundingBackend):
                                object_label=candidate.object_name, part_label=candidate.part_name,
                                explanation=explanation, timings_ms=timings)
 
+    def _unlearned(self, request: GroundingRequest, resolution: InstructionResolution, wanted: str,
+                   timings: dict[str, float]) -> GroundingResult:
+        """The network never saw a ``wanted``: its presence would only say which known object looks closest."""
+        why = f"the network was not trained on a {wanted}"
+        if self.rules_backend is None:
+            return self._empty(resolution, why, timings)
+        answer = self.rules_backend.ground(request)
+        explanation = f"{why}, so geometric rules answer: {answer.explanation}"
+        instances = [replace(instance, explanation=explanation) for instance in answer.instances]
+        return replace(answer, instances=instances, backend=self.name, explanation=explanation,
+                       timings_ms={**timings, **answer.timings_ms})
+
     def _empty(self, resolution: InstructionResolution, why: str, timings: dict[str, float]) -> GroundingResult:
         return empty_result(self.name, resolution, why, timings)
+
+
+def choose_object(score: np.ndarray, prior: np.ndarray, rule: str, threshold: float) -> tuple[int, int]:
+    """(object, candidate) from presence scores (objects x candidates) and the language's candidate scores.
+
+    Under "first_present" the candidates are tried in the language's order
+    and the first one some object answers above ``threshold`` wins: "cut the
+    bread" wants a knife, and a box cutter that looks a bit like a wire
+    cutter must not outvote a knife that is plainly there. When none passes,
+    the joint score picks the best guess (and the caller's threshold then
+    answers "no target"). "joint" always takes presence x prior.
+    """
+    joint = score * prior[None, :]
+    if rule == "first_present":
+        for candidate in np.argsort(-prior, kind="stable"):
+            column = score[:, candidate]
+            if column.max() >= threshold:
+                return int(np.argmax(column)), int(candidate)
+    best_obj, best_cand = np.unravel_index(int(np.argmax(joint)), joint.shape)
+    return int(best_obj), int(best_cand)
 
 
 def _grown(mask: np.ndarray, pixels: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional
+from typing import Optional, Sequence
 
 from partseg_ros.language.knowledge_base import KnowledgeBase, ObjectEntry, _word_stem, load_knowledge_base
 
@@ -97,3 +97,24 @@ def kind_words(kind: str, parts: tuple[str, ...], kb: Optional[KnowledgeBase] = 
     kb = kb or load_knowledge_base()
     _KB_BY_ID[id(kb)] = kb
     return _kind_words_cached(kind, tuple(parts), id(kb))
+
+
+def learned_kb_objects(kinds: Sequence[str], kb: Optional[KnowledgeBase] = None) -> frozenset[str]:
+    """Knowledge-base objects a model trained on these generator kinds has seen.
+
+    The network's presence score only means something for these: asked about
+    a wrench it never saw, it answers for whatever tool looks closest.
+    """
+    kb = kb or load_knowledge_base()
+    entries = (_entry_for_kind(kind, kb) or _entry_sharing_words(kind, kb) for kind in kinds)
+    return frozenset(entry.name for entry in entries if entry is not None)
+
+
+def _entry_sharing_words(kind: str, kb: KnowledgeBase) -> Optional[ObjectEntry]:
+    """The entry a person would use for a kind the knowledge base spells otherwise: the same words in
+    another order ("connector cable" / "cable connector"), else its head noun ("clorox box" -> "box")."""
+    words = spoken(kind).split()
+    for entry in kb.objects.values():
+        if any(sorted(phrase.split()) == sorted(words) for phrase in entry.phrases):
+            return entry
+    return kb.object_for_phrase(words[-1]) if len(words) > 1 else None
