@@ -66,7 +66,7 @@ DIRECT_RULES = (
     Rule("evaluation asks the node only through its TaskAnswerer interface: no ROS layer, no ROS",
          ("partseg_ros.evaluation",), ("partseg_ros.ros",) + ROS_MODULES),
     Rule("the pipeline is plain Python below the ROS layer and the evaluator",
-         ("partseg_ros.pipeline",), ("partseg_ros.ros", "partseg_ros.evaluation")),
+         ("partseg_ros.pipeline",), ("partseg_ros.ros", "partseg_ros.evaluation") + ROS_MODULES),
     Rule("backends, geometry, language and the codec sit below the pipeline",
          ("partseg_ros.backends", "partseg_ros.geometry", "partseg_ros.language", "partseg_ros.codec"),
          ("partseg_ros.pipeline", "partseg_ros.ros", "partseg_ros.evaluation")),
@@ -192,6 +192,8 @@ def _fake_package(tmp_path: Path, files: dict[str, str]) -> Path:
     ({"evaluation/client.py": "def spin():\n    import rclpy\n"}, 0),
     ({"pipeline.py": "from partseg_ros.ros.params import NodeConfig\n"}, 1),
     ({"pipeline/__init__.py": "from partseg_ros.evaluation.runner import make_backend\n"}, 1),
+    ({"pipeline.py": "def run():\n    from rclpy.node import Node\n"}, 1),
+    ({"pipeline/stages.py": "from ..ros import messages\n"}, 1),
     ({"geometry/grasp_region.py": "from partseg_ros.pipeline import run\n"}, 2),
     ({"backends/registry.py": "from partseg_ros.evaluation import tasks\n"}, 2),
     ({"language/parser.py": "from ..ros.node import PartSegNode\n"}, 2),
@@ -220,3 +222,76 @@ def test_each_layer_rule_fails_when_broken(tmp_path, files, rule):
 def test_the_client_rule_fails_when_broken(tmp_path, files, broken):
     found = reach_violations(_fake_package(tmp_path, files))
     assert bool(found) == broken, found
+
+
+# -- one pipeline (issue 13, item 3) -----------------------------------------------------------------
+#
+# The node (topics and both services) and the in-process evaluator answer a frame through
+# partseg_ros.pipeline; neither builds a backend itself. Before, ros/node.py's load_backend and
+# evaluation/runner.py's make_backend were two copies of one loader, each with its own
+# "ground, then grasp regions" loop.
+
+# Building a backend by name is the registry's job, called by the pipeline: using these is a loader of one's own.
+REGISTRY_BUILDERS = ("create_backend", "backend_class", "BACKENDS")
+
+
+def own_backend_loaders(path: Path, root: Path) -> list[str]:
+    """Signs that a module builds backends itself instead of through partseg_ros.pipeline."""
+    registry = "partseg_ros.backends.registry"
+    found = [f"imports {name}" for name in sorted(module_imports(path, root))
+             if name.startswith(registry + ".") and name.rpartition(".")[2] in REGISTRY_BUILDERS]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in REGISTRY_BUILDERS:  # registry.create_backend(...)
+            found.append(f"uses {node.attr}")
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "backend" in node.name.lower() \
+                and node.name.lower().startswith(("load", "make", "create", "build")):
+            found.append(f"defines {node.name}")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "issubclass" \
+                and any(isinstance(a, ast.Name) and a.id == "PartGroundingBackend" for a in node.args):
+            found.append("checks classes against PartGroundingBackend")
+    return [f"{_module_name(path, root)} {sign}" for sign in found]
+
+
+def loader_violations(root: Path) -> list[str]:
+    users = sorted((root / "ros").glob("*.py")) + [root / "evaluation" / "runner.py"]
+    return [problem for path in users if path.exists() for problem in own_backend_loaders(path, root)]
+
+
+def test_node_and_evaluator_run_the_one_pipeline_and_build_no_backend_themselves():
+    assert not loader_violations(PACKAGE), "\n".join(loader_violations(PACKAGE))
+    for path in (PACKAGE / "ros" / "node.py", PACKAGE / "evaluation" / "runner.py"):
+        assert "partseg_ros.pipeline.PartPipeline" in module_imports(path, PACKAGE), path
+
+
+@pytest.mark.parametrize("files", [
+    {"ros/node.py": "import importlib\n"
+                    "from partseg_ros.backends.registry import create_backend\n"
+                    "def load_backend(name, options):\n"
+                    "    cls = getattr(importlib.import_module(name), 'X')\n"
+                    "    if not issubclass(cls, PartGroundingBackend):\n"
+                    "        raise TypeError(name)\n"
+                    "    return create_backend(name, **options)\n"},
+    {"evaluation/runner.py": "def evaluator(name):\n    from ..backends import registry\n"
+                             "    return registry.create_backend(name)\n"},
+    {"ros/services.py": "from partseg_ros.backends.registry import backend_class\n"},
+    {"evaluation/runner.py": "def make_backend(name):\n    return None\n"},
+])
+def test_the_loader_rule_fails_when_broken(tmp_path, files):
+    assert loader_violations(_fake_package(tmp_path, files))
+
+
+def test_the_loader_rule_lets_backend_names_be_listed(tmp_path):
+    # bringup checks a launch argument against the registry's names without building anything.
+    root = _fake_package(tmp_path, {"ros/bringup_spec.py": "import importlib\n"
+                                    "from partseg_ros.backends.registry import available_backends\n"})
+    assert not loader_violations(root)
+
+
+def test_the_pipeline_loads_without_ros():
+    code = (
+        "import sys\n"
+        "import partseg_ros.pipeline\n"
+        "loaded = sorted(m for m in sys.modules if m == 'rclpy' or m.startswith(('rclpy.', 'partseg_ros.ros')))\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
