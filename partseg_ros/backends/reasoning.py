@@ -7,10 +7,12 @@ language model) and must say "no target" the same way, so these live once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
+from partseg_ros.backends.base import StageClock
 from partseg_ros.language.reasoner import Candidate, InstructionResolution, PartReasoner
-from partseg_ros.types import GroundingResult
+from partseg_ros.types import GroundingRequest, GroundingResult
 
 
 def build_reasoner(knowledge_base: Optional[str], language_model: Optional[str], language_model_options: dict,
@@ -56,3 +58,27 @@ def empty_result(backend: str, resolution: InstructionResolution, why: str,
     explanation = "; ".join(list(resolution.reasons) + [why])
     return GroundingResult(instances=[], backend=backend, object_label=resolution.kb_object,
                            part_label=resolution.part_name, explanation=explanation, timings_ms=timings)
+
+
+@dataclass
+class GroundingStart:
+    """Where a knowledge-based backend stands once the instruction is read: its clock, the resolution, and
+    ``refusal`` (why nothing can be answered) when the instruction names an object nobody described."""
+
+    clock: StageClock
+    resolution: InstructionResolution
+    refusal: Optional[str]
+
+
+def begin_grounding(backend: str, reasoner: PartReasoner, request: GroundingRequest, why_3d: str) -> GroundingStart:
+    """The first steps both knowledge-based backends take, in the same order and with the same refusals.
+
+    Both find objects in 3D, so a request without depth or a camera is a caller's
+    error (``why_3d`` says what the backend does with them), not "no target".
+    """
+    if request.depth_m is None or request.camera is None:
+        raise ValueError(f"the {backend} backend needs depth_m and a camera (camera= or intrinsics=; {why_3d})")
+    clock = StageClock()
+    resolution = reasoner.resolve(request.instruction)
+    clock.lap("language")
+    return GroundingStart(clock, resolution, unknown_object_reason(resolution))

@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from partseg_ros.backends.base import PartGroundingBackend, StageClock, config_from_options
+from partseg_ros.backends.base import PartGroundingBackend, config_from_options
 from partseg_ros.backends.pisa_rgbd.crops import (
     crop_inputs,
     height_above_plane,
@@ -33,7 +33,7 @@ from partseg_ros.backends.pisa_rgbd.crops import (
     window_focal_px,
 )
 from partseg_ros.backends.pisa_rgbd.vocabulary import learned_kb_objects, query_text
-from partseg_ros.backends.reasoning import build_reasoner, empty_result, object_candidates, unknown_object_reason
+from partseg_ros.backends.reasoning import begin_grounding, build_reasoner, empty_result, object_candidates
 from partseg_ros.backends.shapegrasp.colour import colour_histogram
 from partseg_ros.backends.shapegrasp.matching import colour_fit
 from partseg_ros.backends.shapegrasp.proposals import find_table, object_clusters, to_full_resolution
@@ -54,7 +54,8 @@ class PisaRgbdConfig:
     device: str = "auto"
     dtype: str = "auto"
     stride: int = 2  # geometry runs on every stride-th pixel
-    presence_threshold: float = 0.3  # below it for every object in view: no target (chosen on the in-distribution validation, README)
+    # below it for every object in view: no target (chosen on the in-distribution validation, README)
+    presence_threshold: float = 0.3
     mask_threshold: float = 0.5  # part probability that counts as part
     colour_weight: float = 0.7  # how much a named colour's agreement weighs in the choice (0 = ignored)
     min_colour_share: float = 0.2  # a named colour must cover at least this share of the chosen object
@@ -74,7 +75,8 @@ class PisaRgbdConfig:
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "PisaRgbdConfig":
-        config = config_from_options(cls, options, "pisa_rgbd", ignore=("segmentation", "language_model_options", "name"))
+        config = config_from_options(cls, options, "pisa_rgbd",
+                                     ignore=("segmentation", "language_model_options", "name"))
         for name in ("presence_threshold", "mask_threshold", "colour_weight", "min_colour_share"):
             value = getattr(config, name)
             if not 0.0 <= float(value) <= 1.0:
@@ -163,7 +165,8 @@ class PisaRgbdBackend(PartGroundingBackend):
 
     # ------------------------------------------------------------------ main
 
-    def _run(self, crops: np.ndarray, scalars: np.ndarray, asks: list[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, crops: np.ndarray, scalars: np.ndarray,
+             asks: list[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
         """(mask probabilities (Q, s, s), presence probabilities (Q,)) for (crop index, phrase) pairs."""
         torch = self._torch
         text = torch.from_numpy(self.embedder.encode([t for _, t in asks])).to(self.device, self.dtype)
@@ -175,18 +178,11 @@ class PisaRgbdBackend(PartGroundingBackend):
         return torch.sigmoid(masks.float()).cpu().numpy(), torch.sigmoid(presence.float()).cpu().numpy()
 
     def _ground(self, request: GroundingRequest) -> GroundingResult:
-        if request.depth_m is None or request.camera is None:
-            raise ValueError("the pisa_rgbd backend needs depth_m and a camera (camera= or intrinsics=; "
-                             "it crops objects found in 3D)")
         cfg = self.config
-        clock = StageClock()
-        timings, lap = clock.timings, clock.lap
-
-        resolution = self.reasoner.resolve(request.instruction)
-        lap("language")
-        unknown = unknown_object_reason(resolution)
-        if unknown:
-            return self._empty(resolution, unknown, timings)
+        start = begin_grounding(self.name, self.reasoner, request, "it crops objects found in 3D")
+        resolution, timings, lap = start.resolution, start.clock.timings, start.clock.lap
+        if start.refusal:
+            return self._empty(resolution, start.refusal, timings)
         candidates = object_candidates(self.reasoner, resolution, cfg.candidate_limit)
         if not candidates:
             return self._empty(resolution, "the instruction names no object or action partseg knows", timings)
@@ -256,7 +252,8 @@ class PisaRgbdBackend(PartGroundingBackend):
                        f"(presence {best_presence:.2f}{runner_up})")
         if colours:
             reasons.append(f"{' and '.join(colours)} covers {colour_share[best_obj]:.0%} of it")
-        reasons.append(f"the {candidate.part_name}: {int(part.sum())} pixels at probability >= {cfg.mask_threshold:.2f}")
+        reasons.append(f"the {candidate.part_name}: {int(part.sum())} pixels "
+                       f"at probability >= {cfg.mask_threshold:.2f}")
         explanation = "; ".join(reasons)
         instance = PartInstance(mask=part, score=best_presence, object_label=candidate.object_name,
                                 part_label=candidate.part_name, explanation=explanation)

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 from scipy import ndimage
 
-from partseg_ros.backends.base import PartGroundingBackend, StageClock, config_from_options
+from partseg_ros.backends.base import PartGroundingBackend, config_from_options
 from partseg_ros.backends.shapegrasp.decomposition import (
     Decomposition,
     DecompositionConfig,
@@ -32,10 +32,10 @@ from partseg_ros.backends.shapegrasp.matching import (
     variant_fit,
 )
 from partseg_ros.backends.reasoning import (
+    begin_grounding,
     build_reasoner,
     empty_result,
     object_candidates,
-    unknown_object_reason,
 )
 from partseg_ros.backends.shapegrasp.proposals import find_table, object_clusters, to_full_resolution
 from partseg_ros.backends.shapegrasp.segmentation import ObjectCluster, SegmentationConfig
@@ -107,16 +107,10 @@ class ShapeGraspBackend(PartGroundingBackend):
     # ------------------------------------------------------------------ main
 
     def _ground(self, request: GroundingRequest) -> GroundingResult:
-        if request.depth_m is None or request.camera is None:
-            raise ValueError("the shapegrasp backend needs depth_m and a camera (camera= or intrinsics=; "
-                             "it finds objects in 3D)")
-        clock = StageClock()
-        timings, lap = clock.timings, clock.lap
-        resolution = self.reasoner.resolve(request.instruction)
-        lap("language")
-        unknown = unknown_object_reason(resolution)
-        if unknown:
-            return self._empty(resolution, unknown, timings)
+        start = begin_grounding(self.name, self.reasoner, request, "it finds objects in 3D")
+        resolution, timings, lap = start.resolution, start.clock.timings, start.clock.lap
+        if start.refusal:
+            return self._empty(resolution, start.refusal, timings)
         stride = max(1, int(self.config.stride))
         plane, depth, rgb, _, points = find_table(request, stride, self.segmentation_config.min_height_m)
         lap("table")
@@ -139,7 +133,8 @@ class ShapeGraspBackend(PartGroundingBackend):
 
         choice = self._choose_object(resolution, clusters, readings, oracle=request.object_mask_hint is not None)
         if choice is None:
-            return self._empty(resolution, f"no object in view fits '{resolution.object_phrase or resolution.kb_object}'", timings)
+            wanted = resolution.object_phrase or resolution.kb_object
+            return self._empty(resolution, f"no object in view fits '{wanted}'", timings)
         cluster, decomposition, candidate, fit, object_reasons, score = choice
         part_indices, part_reasons = self._choose_part(candidate, fit, decomposition)
         mask = self._part_mask(cluster, decomposition, part_indices, depth.shape)
@@ -205,7 +200,8 @@ class ShapeGraspBackend(PartGroundingBackend):
                 recognition = 0.5 * fit.score + 0.5 * posterior
                 colour_term = 1.0 if not colours else 0.3 + 0.7 * colour
                 score = recognition * (0.5 + 0.5 * candidate.score) * colour_term
-                scored.append(ScoredChoice(cluster, decomposition, candidate, fit, colour, posterior, cluster_no, score))
+                scored.append(ScoredChoice(cluster, decomposition, candidate, fit, colour, posterior, cluster_no,
+                                           score))
         if not scored:
             return None
         kind_terms = self._kind_terms(scored, variants, readings)
@@ -281,7 +277,8 @@ class ShapeGraspBackend(PartGroundingBackend):
         rough.sort(key=lambda t: -t[0])
         return [object_fit(entry, options[0]).score for _, entry in rough[:keep]]
 
-    def _choose_part(self, candidate: Candidate, fit: ObjectFit, decomposition: Decomposition) -> tuple[list[int], list[str]]:
+    def _choose_part(self, candidate: Candidate, fit: ObjectFit,
+                     decomposition: Decomposition) -> tuple[list[int], list[str]]:
         entry = self.reasoner.kb.objects[candidate.object_name]
         target = entry.part(candidate.part_name)
         indices = list(fit.assignment.parts_for.get(candidate.part_name, []))
