@@ -27,6 +27,7 @@ from partseg_ros.codec.camera_info import (
     camera_info_fields,
     is_calibrated,
 )
+from partseg_ros.codec.errors import CodecError
 from partseg_ros.codec.images import (
     BAD_ENCODING,
     COLOR_ENCODINGS,
@@ -54,6 +55,7 @@ __all__ = [
     "COLOR_ENCODINGS",
     "CameraInfoError",
     "CameraInfoValues",
+    "CodecError",
     "DEPTH_ENCODINGS",
     "DecodeLimits",
     "ENCODINGS",

@@ -16,6 +16,7 @@ from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 
+from partseg_ros.codec.errors import CodecError
 from partseg_ros.codec.images import DecodeLimits
 from partseg_ros.geometry.camera import CameraModel, InvalidIntrinsicsError, camera_model_from_camera_info
 from partseg_ros.types import CameraIntrinsics
@@ -28,12 +29,8 @@ SIZE_MISMATCH = "size_mismatch"
 DEFAULT_DISTORTION_MODEL = "plumb_bob"
 
 
-class CameraInfoError(ValueError):
+class CameraInfoError(CodecError):
     """A CameraInfo that cannot describe the image; ``reason`` is a stable counter name."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class CameraInfoFields(Protocol):

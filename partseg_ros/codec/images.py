@@ -18,6 +18,7 @@ from typing import Any, Optional, Protocol
 
 import numpy as np
 
+from partseg_ros.codec.errors import CodecError
 from partseg_ros.geometry import depth as geometry_depth
 
 # encoding -> (channels, dtype) for everything partseg reads or writes.
@@ -44,12 +45,8 @@ IMAGE_TOO_LARGE = "image_too_large"  # declared or actual size beyond the limits
 IMAGE_TOO_SMALL = "image_too_small"  # below the limits (a 1x1 "frame" is not a camera image)
 
 
-class ImageFormatError(ValueError):
+class ImageFormatError(CodecError):
     """An image that cannot be read; ``reason`` is a stable counter name."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class ImageFields(Protocol):
