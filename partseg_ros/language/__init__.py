@@ -9,11 +9,11 @@ Usable by every backend without ROS or images::
 
 from __future__ import annotations
 
-import threading
 from typing import Optional, Sequence
 
 from partseg_ros.language.knowledge_base import KnowledgeBase, ObjectEntry, PartEntry, load_knowledge_base
 from partseg_ros.language.reasoner import Candidate, InstructionResolution, PartReasoner
+from partseg_ros.language.shared import process_wide
 
 __all__ = [
     "Candidate",
@@ -27,17 +27,11 @@ __all__ = [
     "resolve_instruction",
 ]
 
-_default: Optional[PartReasoner] = None
-_lock = threading.Lock()
 
-
+@process_wide
 def default_reasoner() -> PartReasoner:
     """Process-wide reasoner over the packaged knowledge base with the offline embeddings."""
-    global _default
-    with _lock:
-        if _default is None:
-            _default = PartReasoner()
-        return _default
+    return PartReasoner()
 
 
 def resolve_instruction(instruction: str, visible_objects: Optional[Sequence[str]] = None) -> InstructionResolution:

@@ -16,6 +16,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from partseg_ros.language.shared import process_wide
+
 
 class EmbeddingModelUnavailable(RuntimeError):
     """The sentence-embedding weights or libraries are not installed."""
@@ -97,14 +99,7 @@ class SentenceEmbedder:
         return self.encode(queries) @ self.encode(keys).T
 
 
-_shared: Optional[SentenceEmbedder] = None
-_shared_lock = threading.Lock()
-
-
+@process_wide
 def shared_embedder() -> SentenceEmbedder:
     """One process-wide embedder, so several backends share the weights and the cache."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = SentenceEmbedder()
-        return _shared
+    return SentenceEmbedder()
