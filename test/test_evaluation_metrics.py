@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from partseg_ros.evaluation import metrics
+from partseg_ros.geometry.camera import CameraModel
 from partseg_ros.types import CameraIntrinsics
 
 
@@ -92,6 +93,19 @@ def test_grasp_point_criterion_projects_centroid():
     assert not metrics.grasp_point_on_part(None, k, part)  # no grasp region: failure
     assert not metrics.grasp_point_on_part((0.0, 0.0, -1.0), k, part)  # behind the camera
     assert not metrics.grasp_point_on_part((10.0, 0.0, 0.5), k, part)  # outside the image
+
+
+def test_grasp_point_criterion_projects_through_the_lens_distortion():
+    # The masks of a raw image are drawn where the lens put the part: plumb_bob k1 = -0.3 pulls the
+    # normalised point (0.5, 0.3) in by 1 - 0.3 * 0.34 = 0.898, to pixel (54.45, 37.47), not the pinhole (57, 39).
+    k = CameraIntrinsics(fx=50.0, fy=50.0, cx=32.0, cy=24.0, width=64, height=48)
+    camera = CameraModel(k, "plumb_bob", (-0.3, 0.0, 0.0, 0.0, 0.0))
+    point = (0.5, 0.3, 1.0)
+    assert metrics.project_point(point, k) == (57, 39)
+    assert metrics.project_point(point, camera) == (54, 37)
+    part = _mask((48, 64), (37, 38, 54, 55))
+    assert metrics.grasp_point_on_part(point, camera, part)
+    assert not metrics.grasp_point_on_part(point, k, part)
 
 
 def test_latency_and_throughput():

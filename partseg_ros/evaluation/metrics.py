@@ -21,6 +21,7 @@ from typing import Hashable, Iterable, Optional, Sequence
 
 import numpy as np
 
+from partseg_ros.geometry.camera import CameraModel, as_camera_model
 from partseg_ros.types import CameraIntrinsics
 
 # COCO-style thresholds 0.50, 0.55, ..., 0.95, built from integers so that no
@@ -168,24 +169,27 @@ def mask_selection_success(sample_iou: float, threshold: float = 0.5) -> bool:
     return bool(sample_iou >= threshold - _THRESHOLD_EPS)
 
 
-def project_point(point_xyz: Sequence[float], intrinsics: CameraIntrinsics) -> Optional[tuple[int, int]]:
+def project_point(point_xyz: Sequence[float], camera: CameraModel | CameraIntrinsics) -> Optional[tuple[int, int]]:
     """Pixel (column, row) a camera-optical-frame point projects to, or None.
 
+    Through the one camera model, so on a raw, distorted image the point lands
+    where the lens puts it, in the image the ground-truth masks were drawn on.
     None when the point is not finite, is behind the camera or falls outside the image.
     """
     x, y, z = (float(v) for v in point_xyz)
     if not (np.isfinite(x) and np.isfinite(y) and np.isfinite(z)) or z <= 0.0:
         return None
-    u = intrinsics.fx * x / z + intrinsics.cx
-    v = intrinsics.fy * y / z + intrinsics.cy
+    camera = as_camera_model(camera)
+    u, v = camera.project(np.array([[x, y, z]]))[0]
     col, row = int(np.floor(u + 0.5)), int(np.floor(v + 0.5))
-    if not (0 <= col < intrinsics.width and 0 <= row < intrinsics.height):
+    height, width = camera.shape
+    if not (0 <= col < width and 0 <= row < height):
         return None
     return col, row
 
 
 def grasp_point_on_part(
-    centroid_xyz: Optional[Sequence[float]], intrinsics: CameraIntrinsics, target_part_mask: np.ndarray
+    centroid_xyz: Optional[Sequence[float]], camera: CameraModel | CameraIntrinsics, target_part_mask: np.ndarray
 ) -> bool:
     """Grasp-point criterion of part selection: the grasp region's centroid projects onto the target part.
 
@@ -194,10 +198,11 @@ def grasp_point_on_part(
     """
     if centroid_xyz is None:
         return False
+    camera = as_camera_model(camera)
     mask = _as_bool_mask(target_part_mask)
-    if mask.shape != (intrinsics.height, intrinsics.width):
-        raise ValueError(f"target mask {mask.shape} does not match intrinsics {(intrinsics.height, intrinsics.width)}")
-    pixel = project_point(centroid_xyz, intrinsics)
+    if mask.shape != camera.shape:
+        raise ValueError(f"target mask {mask.shape} does not match intrinsics {camera.shape}")
+    pixel = project_point(centroid_xyz, camera)
     return pixel is not None and bool(mask[pixel[1], pixel[0]])
 
 

@@ -66,12 +66,13 @@ def score_task(
     inter, union = best_alternative_counts(prediction.mask, task.alternative_part_masks)
     sample_iou = metrics.iou_from_counts(inter, union)
     grasp_pixel = None
-    if prediction.grasp_centroid is not None and task.intrinsics is not None:
-        grasp_pixel = metrics.project_point(prediction.grasp_centroid, task.intrinsics)
+    # The task's camera keeps the recorded distortion, as the one that built the grasp region did.
+    if prediction.grasp_centroid is not None and task.camera is not None:
+        grasp_pixel = metrics.project_point(prediction.grasp_centroid, task.camera)
     if task.has_target:
         # On any acceptable target's part: the union of the alternatives.
-        grasp_success = task.intrinsics is not None and metrics.grasp_point_on_part(
-            prediction.grasp_centroid, task.intrinsics, task.target_part_mask
+        grasp_success = task.camera is not None and metrics.grasp_point_on_part(
+            prediction.grasp_centroid, task.camera, task.target_part_mask
         )
     else:
         # Nothing to grasp is the right answer: success means no grasp region was offered.
