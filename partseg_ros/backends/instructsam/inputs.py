@@ -52,6 +52,9 @@ _PHRASE_OPENERS = frozenset(
     "the a an this that these those my your his her its our their some any left right top bottom front back".split()
 )
 _PROCESSOR_KEYS = ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std", "size")
+# The special tokens prompts and answers are built from: a tokenizer without one of them cannot serve the model.
+PROMPT_TOKENS = (IM_START_TOKEN, IM_END_TOKEN, VISION_START_TOKEN, VISION_END_TOKEN, IMAGE_PAD_TOKEN,
+                 REF_START_TOKEN, REF_END_TOKEN, MASK_START_TOKEN, MASK_END_TOKEN, SEG_TOKEN)
 
 
 @dataclass
@@ -144,17 +147,10 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.num_queries = num_queries
         vocab = tokenizer.get_vocab()
-        missing = [
-            t
-            for t in (IM_START_TOKEN, IM_END_TOKEN, VISION_START_TOKEN, VISION_END_TOKEN, IMAGE_PAD_TOKEN,
-                      REF_START_TOKEN, REF_END_TOKEN, MASK_START_TOKEN, MASK_END_TOKEN, SEG_TOKEN)
-            if t not in vocab
-        ]
+        missing = [t for t in PROMPT_TOKENS if t not in vocab]
         if missing:
             raise ValueError(f"tokenizer lacks InstructSAM special tokens {missing}")
-        self.ids = {t: vocab[t] for t in (IM_START_TOKEN, IM_END_TOKEN, VISION_START_TOKEN, VISION_END_TOKEN,
-                                          IMAGE_PAD_TOKEN, REF_START_TOKEN, REF_END_TOKEN, MASK_START_TOKEN,
-                                          MASK_END_TOKEN, SEG_TOKEN)}
+        self.ids = {t: vocab[t] for t in PROMPT_TOKENS}
 
     def _text(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
