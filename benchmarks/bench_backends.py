@@ -9,7 +9,8 @@ embedding cache saves when a robot re-asks about the frame it already has.
     python benchmarks/bench_backends.py                    # tiny configs: a smoke run, seconds
     python benchmarks/bench_backends.py --real-size        # published sizes (CPU: minutes, ~6 GB)
     python benchmarks/bench_backends.py --real-size --device cuda --dtype fp16
-    python benchmarks/bench_backends.py --gpu-check [--bags /tmp/bench --evaluate instructsam:checkpoint=/models/InstructSAM-2B]
+    python benchmarks/bench_backends.py --gpu-check
+        [--bags /tmp/bench --evaluate instructsam:checkpoint=/models/InstructSAM-2B]
 
 ``--gpu-check`` is the one command for a lent GPU: real sizes, fp16 and bf16,
 3 repeats, peak GPU memory per backend, and (when local checkpoint folders
@@ -86,13 +87,16 @@ def _time(fn: Callable[[], object], device: torch.device) -> float:
 
 def _measure(row: Row, ground: Callable[[GroundingRequest], object], clear_caches: Callable[[], None],
              runtime: RuntimeProfile, height: int, width: int, repeats: int) -> None:
-    """Warm-up once, then ``repeats`` x (empty caches, new frame + instruction; then same frame + another instruction)."""
+    """Warm-up once, then ``repeats`` x (empty caches, new frame + instruction; then same frame + another one)."""
+    def ask(rgb: np.ndarray, instruction: str) -> Callable[[], object]:
+        return lambda: ground(GroundingRequest(rgb, instruction))
+
     ground(GroundingRequest(_frame(height, width, 999), "warm up the kettle"))
     for i in range(repeats):
         rgb = _frame(height, width, i)
         clear_caches()
-        row.first_task_s.append(_time(lambda: ground(GroundingRequest(rgb, INSTRUCTIONS[i % 3])), runtime.device))
-        row.same_frame_s.append(_time(lambda: ground(GroundingRequest(rgb, INSTRUCTIONS[(i + 1) % 3])), runtime.device))
+        row.first_task_s.append(_time(ask(rgb, INSTRUCTIONS[i % 3]), runtime.device))
+        row.same_frame_s.append(_time(ask(rgb, INSTRUCTIONS[(i + 1) % 3]), runtime.device))
 
 
 # ---- PISA ------------------------------------------------------------------------------------------
@@ -134,11 +138,14 @@ def bench_pisa(args, runtime: RuntimeProfile) -> Row:
         kept = full_layers if (runtime.is_cuda and not args.lm_layers) else min(args.lm_layers or 2, full_layers)
         lm_cfg = shrink(lm_cfg, num_hidden_layers=kept)
         head_cfg = PisaHeadConfig.for_models(backbone_cfg, lm_cfg)
-        config = f"{args.pisa_backbone} @518 + {args.pisa_lm}" + (f" ({kept}/{full_layers} layers, extrapolated)" if kept < full_layers else "")
+        config = f"{args.pisa_backbone} @518 + {args.pisa_lm}"
+        if kept < full_layers:
+            config += f" ({kept}/{full_layers} layers, extrapolated)"
     else:
-        backbone_cfg = shrink(reference_config("facebook/dinov2-base"), hidden_size=64, num_hidden_layers=4, num_attention_heads=2)
-        lm_cfg = shrink(reference_config(args.pisa_lm), vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+        backbone_cfg = shrink(reference_config("facebook/dinov2-base"), hidden_size=64, num_hidden_layers=4,
+                              num_attention_heads=2)
+        lm_cfg = shrink(reference_config(args.pisa_lm), vocab_size=len(tokenizer), hidden_size=64,
+                        intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
         full_layers = kept = 2
         head_cfg = PisaHeadConfig.for_models(backbone_cfg, lm_cfg, image_size=224, decoder_dim=64, decoder_heads=4,
                                              decoder_mlp_dim=128)
@@ -185,7 +192,8 @@ def bench_grounded_sam(args, runtime: RuntimeProfile) -> Row:
     else:
         owl_side, sam_side = 128, 256
         owl_cfg = shrink(reference_config("google/owlv2-base-patch16-ensemble"),
-                         text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2),
+                         text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                          num_attention_heads=2),
                          vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                             num_attention_heads=2, image_size=owl_side),
                          projection_dim=64)
@@ -202,8 +210,8 @@ def bench_grounded_sam(args, runtime: RuntimeProfile) -> Row:
         owl, Owlv2Processor(image_processor=Owlv2ImageProcessorPil(size={"height": owl_side, "width": owl_side}),
                             tokenizer=tokenizer), runtime)
     segmenter = SamBoxSegmenter(
-        sam, SamProcessor(image_processor=SamImageProcessorPil(size={"longest_edge": sam_side},
-                                                               pad_size={"height": sam_side, "width": sam_side})), runtime)
+        sam, SamProcessor(image_processor=SamImageProcessorPil(
+            size={"longest_edge": sam_side}, pad_size={"height": sam_side, "width": sam_side})), runtime)
     # Zero thresholds: random scores must not end a task early, so both detector queries and both SAM prompts run.
     backend = GroundedSamBackend.from_components(detector, segmenter, runtime, object_threshold=0.0, part_threshold=0.0)
     row = Row("grounded_sam", config, note="OWLv2 on frame + on object crop, SAM embed once, 2 box prompts")
@@ -224,7 +232,8 @@ def bench_instructsam(args, runtime: RuntimeProfile) -> Row:
         return Row("instructsam", "-", error=f"not importable: {exc}")
     size = "2B" if args.real_size else "tiny"
     predictor = build_instructsam_for_benchmark(size=size, device=runtime.device, dtype=runtime.dtype)
-    row = Row("instructsam", "InstructSAM-2B (Qwen3-VL-2B + SAM 3)" if args.real_size else "tiny (smoke run, not comparable)",
+    row = Row("instructsam",
+              "InstructSAM-2B (Qwen3-VL-2B + SAM 3)" if args.real_size else "tiny (smoke run, not comparable)",
               note="forced phrase: prefill + query block + SAM 3, no phrase generation steps")
     def clear() -> None:
         for name in ("llm_image_cache", "detector_image_cache"):
@@ -260,7 +269,8 @@ def _evaluate(spec: str, args, budget_left: float) -> Row:
         return row
     row.first_task_s = [time.perf_counter() - start]
     if done.returncode != 0:
-        row.error = f"evaluation failed (exit {done.returncode}): {(done.stderr or done.stdout).strip().splitlines()[-1:]}"
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+        row.error = f"evaluation failed (exit {done.returncode}): {tail}"
     else:
         summary = [line.strip() for line in done.stdout.splitlines() if line.strip()][-1:]
         row.note = f"whole run, report in {out}; {summary[0] if summary else ''}"
@@ -311,7 +321,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.dtype = "fp16" if select_device(args.device).type == "cuda" else "fp32"
     args.dtypes = args.dtypes or args.dtype
     runtime = resolve_runtime(args.device, args.dtypes.split(",")[0].strip())
-    device_name = torch.cuda.get_device_name(runtime.device) if runtime.is_cuda else f"CPU, {torch.get_num_threads()} threads"
+    if runtime.is_cuda:
+        device_name = torch.cuda.get_device_name(runtime.device)
+    else:
+        device_name = f"CPU, {torch.get_num_threads()} threads"
     print(f"# partseg backend latency: {runtime.describe()} ({device_name}), frame {args.width}x{args.height}, "
           f"random weights, {'published sizes' if args.real_size else 'TINY configs'}, dtypes {args.dtypes}")
     rows = []
@@ -342,15 +355,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     for spec in args.evaluate:
         rows.append(_evaluate(spec, args, budget_left=args.budget_s - (time.perf_counter() - started)))
     print()
-    print(f"{'backend':<13} {'dtype':<5} {'per task [s]':>14} {'same frame, new instr. [s]':>27} {'peak GPU [GiB]':>14} "
-          f"{'paper [s]':>10}  config / notes")
+    print(f"{'backend':<13} {'dtype':<5} {'per task [s]':>14} {'same frame, new instr. [s]':>27} "
+          f"{'peak GPU [GiB]':>14} {'paper [s]':>10}  config / notes")
     for row in rows:
         ref_name, ref_s = PAPER_SECONDS.get(row.backend, ("-", float("nan")))
         peak = f"{row.peak_gb:14.2f}" if row.peak_gb is not None else f"{'-':>14}"
         if row.error:
             print(f"{row.backend:<13} {row.dtype:<5} {'-':>14} {'-':>27} {peak} {ref_s:>10.1f}  {row.error}")
             continue
-        notes = "; ".join(part for part in (row.config, row.note, f"paper: {ref_name}" if ref_name != "-" else "") if part)
+        paper = f"paper: {ref_name}" if ref_name != "-" else ""
+        notes = "; ".join(part for part in (row.config, row.note, paper) if part)
         print(f"{row.backend:<13} {row.dtype:<5} {_fmt(row.first_task_s):>14} {_fmt(row.same_frame_s):>27} {peak} "
               f"{ref_s:>10.1f}  {notes}")
     return 0

@@ -64,7 +64,8 @@ def main() -> None:
 
     print(f"scenes {len(STUDY_SCENE_NAMES)}, views/scene {args.views}, frames {frames}, samples {samples}, "
           f"640x480, {args.storage}")
-    print(f"generate total     {total:7.1f} s   (target <= {TARGET_S:.0f} s: {'OK' if total <= TARGET_S else 'MISSED'})")
+    verdict = "OK" if total <= TARGET_S else "MISSED"
+    print(f"generate total     {total:7.1f} s   (target <= {TARGET_S:.0f} s: {verdict})")
     print(f"  build scenes     {t_build:7.1f} s")
     print(f"  render views     {t_render:7.1f} s   ({1000 * t_render / max(frames, 1):.0f} ms/frame)")
     print(f"  write bags       {t_write:7.1f} s")

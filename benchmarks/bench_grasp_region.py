@@ -44,7 +44,8 @@ def synthetic_part(points: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return mask, noisy
 
 
-def time_region(mask: np.ndarray, depth: np.ndarray, repeats: int, config: GraspRegionConfig) -> tuple[np.ndarray, np.ndarray]:
+def time_region(mask: np.ndarray, depth: np.ndarray, repeats: int,
+                config: GraspRegionConfig) -> tuple[np.ndarray, np.ndarray]:
     """Wall-clock and process CPU times in ms; CPU time is the steadier figure on a shared machine."""
     compute_grasp_region(mask, depth, INTRINSICS, config=config)  # warm caches and imports
     wall, cpu = np.empty(repeats), np.empty(repeats)

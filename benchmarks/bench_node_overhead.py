@@ -159,7 +159,7 @@ def over_dds(args, view, instruction: str, visuals: bool, compressed: bool = Fal
         if compressed:
             color, depth = compressed_messages(view)
         sent = answered = 0
-        for index in range(args.frames + 1):  # frame 0 warms up and may race the first camera_info
+        for _ in range(args.frames + 1):  # frame 0 warms up and may race the first camera_info
             header = Header(stamp=probe.get_clock().now().to_msg(), frame_id="camera_color_optical_frame")
             color.header = depth.header = info.header = header
             info_pub.publish(info)

@@ -71,7 +71,8 @@ def main() -> None:
             for task in view.tasks:
                 if not task.has_target:
                     if args.no_target and not args.oracle_object:
-                        result = backend.ground(GroundingRequest(view.rgb, task.instruction, view.depth_m, view.intrinsics))
+                        result = backend.ground(
+                            GroundingRequest(view.rgb, task.instruction, view.depth_m, view.intrinsics))
                         rejected.append(not result.instances)
                         if args.verbose:
                             verdict = "OK (no mask)" if not result.instances else (
@@ -104,7 +105,8 @@ def main() -> None:
                 # The same criteria applied to the ground-truth part mask: the best any method can score.
                 truth_region = compute_grasp_region(alternatives[0], view.depth_m, view.intrinsics)
                 ceiling = metrics.grasp_point_on_part(
-                    tuple(truth_region.centroid) if truth_region.ok else None, view.intrinsics, view.task_part_mask(task)
+                    tuple(truth_region.centroid) if truth_region.ok else None, view.intrinsics,
+                    view.task_part_mask(task)
                 )
                 per_scene[scene].append((success, metrics.mask_selection_success(iou), ceiling))
                 if args.verbose:
@@ -129,13 +131,15 @@ def main() -> None:
         for scene, results in per_scene.items():
             rows += results
             cols = [sum(r[k] for r in results) for k in range(3)]
-            print(f"{scene:<12}" + "".join(f"{c:>6}/{len(results):<3}" for c in cols[:2]) + f"{cols[2]:>10}/{len(results):<3}")
+            print(f"{scene:<12}" + "".join(f"{c:>6}/{len(results):<3}" for c in cols[:2])
+                  + f"{cols[2]:>10}/{len(results):<3}")
         n = max(len(rows), 1)
         cols = [sum(r[k] for r in rows) for k in range(3)]
         print(f"{'all':<12}" + "".join(f"{c:>6}/{len(rows):<3}" for c in cols[:2]) + f"{cols[2]:>10}/{len(rows):<3}")
         if rejected:
             print(f"no-target tasks: {sum(rejected)}/{len(rejected)} correctly answered with no mask")
-        print("rates: " + ", ".join(f"{name} {100.0 * c / n:.1f}%" for name, c in zip(("success", "IoU>=0.5", "ceiling"), cols)))
+        rates = zip(("success", "IoU>=0.5", "ceiling"), cols)
+        print("rates: " + ", ".join(f"{name} {100.0 * c / n:.1f}%" for name, c in rates))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from partseg_ros.geometry.camera import distort_normalized, undistort_normalized
 try:
     import cv2
 except ImportError:  # pragma: no cover - a hint for whoever runs the benchmark
-    raise SystemExit("this benchmark compares against OpenCV: .venv/bin/pip install opencv-python-headless")
+    raise SystemExit("this benchmark compares against OpenCV: .venv/bin/pip install opencv-python-headless") from None
 
 WIDTH, HEIGHT = 640, 480
 K = np.array([[600.0, 0.0, 320.0], [0.0, 602.0, 240.0], [0.0, 0.0, 1.0]])

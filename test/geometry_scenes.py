@@ -103,7 +103,8 @@ def render(meshes: list[LabelledMesh], world_from_camera: np.ndarray, intrinsics
     """Ray cast so that pixel (u, v) looks along ((u - cx) / fx, (v - cy) / fy, 1), as a ROS camera does."""
     offset = renderer_pixel_offset()
     shifted = CameraIntrinsics(
-        intrinsics.fx, intrinsics.fy, intrinsics.cx + offset, intrinsics.cy + offset, intrinsics.width, intrinsics.height
+        intrinsics.fx, intrinsics.fy, intrinsics.cx + offset, intrinsics.cy + offset, intrinsics.width,
+        intrinsics.height
     )
     return raycast(meshes, shifted, world_from_camera)
 
@@ -137,7 +138,8 @@ def _pose(rotation: np.ndarray, translation) -> np.ndarray:
     return pose
 
 
-def _camera_looking_at(target: np.ndarray, azimuth_deg: float, elevation_deg: float, distance: float = VIEW_DISTANCE_M) -> np.ndarray:
+def _camera_looking_at(target: np.ndarray, azimuth_deg: float, elevation_deg: float,
+                       distance: float = VIEW_DISTANCE_M) -> np.ndarray:
     az, el = np.deg2rad(azimuth_deg), np.deg2rad(elevation_deg)
     eye = target + distance * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
     return look_at(eye, target)
@@ -156,7 +158,8 @@ def _finish(name, meshes, world_from_camera, axis, extent_fn) -> AnalyticScene:
     return AnalyticScene(name, meshes, world_from_camera, axis, extent_fn, frame, centroid_world, fine_points)
 
 
-def _fine_visible_points(meshes: list[LabelledMesh], world_from_camera: np.ndarray, part_mask: np.ndarray) -> np.ndarray:
+def _fine_visible_points(meshes: list[LabelledMesh], world_from_camera: np.ndarray,
+                         part_mask: np.ndarray) -> np.ndarray:
     """Camera-frame hits of TRUTH_SUPERSAMPLING^2 rays per pixel around the part, cast directly with open3d.
 
     Independent of the renderer's pixel convention: sub-pixel sample k of
@@ -219,14 +222,17 @@ def mug_handle_scene(azimuth_deg: float = -60.0, elevation_deg: float = 0.0) -> 
     body = o3d.geometry.TriangleMesh.create_cylinder(body_radius, body_height, resolution=96, split=4)
     body.translate((0, 0, body_height / 2))
     centre = np.array([body_radius, 0.0, body_height / 2])
-    ring_to_world = _pose(_rotation_between(np.array([0, 0, 1.0]), np.array([0, 1.0, 0])), centre)  # ring in the XZ plane
-    torus = o3d.geometry.TriangleMesh.create_torus(ring_radius, tube_radius, radial_resolution=160, tubular_resolution=48)
+    # ring in the XZ plane
+    ring_to_world = _pose(_rotation_between(np.array([0, 0, 1.0]), np.array([0, 1.0, 0])), centre)
+    torus = o3d.geometry.TriangleMesh.create_torus(ring_radius, tube_radius, radial_resolution=160,
+                                                   tubular_resolution=48)
     torus.transform(ring_to_world)
 
     # Analytic handle surface outside the body: what a gripper has to span.
     u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 720), np.linspace(0, 2 * np.pi, 180))
     local = np.stack(
-        [(ring_radius + tube_radius * np.cos(v)) * np.cos(u), (ring_radius + tube_radius * np.cos(v)) * np.sin(u), tube_radius * np.sin(v)],
+        [(ring_radius + tube_radius * np.cos(v)) * np.cos(u), (ring_radius + tube_radius * np.cos(v)) * np.sin(u),
+         tube_radius * np.sin(v)],
         axis=-1,
     ).reshape(-1, 3)
     surface = local @ ring_to_world[:3, :3].T + centre
@@ -238,13 +244,15 @@ def mug_handle_scene(azimuth_deg: float = -60.0, elevation_deg: float = 0.0) -> 
 
     meshes = [_table(), _labelled(body, 1, 1), _labelled(torus, 1, PART_ID)]
     target = centre + np.array([ring_radius / 2, 0, 0])
-    return _finish("mug_handle", meshes, _camera_looking_at(target, azimuth_deg, elevation_deg), np.array([0, 0, 1.0]), extent)
+    return _finish("mug_handle", meshes, _camera_looking_at(target, azimuth_deg, elevation_deg), np.array([0, 0, 1.0]),
+                   extent)
 
 
 def knife_handle_scene(yaw_deg: float = 25.0, elevation_deg: float = 50.0) -> AnalyticScene:
     """A knife lying on the table: a box handle and a thin blade; seen from the side, above."""
     length, width, thickness = 0.11, 0.022, 0.016
-    rotation = _rotation_between(np.array([1.0, 0, 0]), np.array([np.cos(np.deg2rad(yaw_deg)), np.sin(np.deg2rad(yaw_deg)), 0]))
+    rotation = _rotation_between(np.array([1.0, 0, 0]),
+                                 np.array([np.cos(np.deg2rad(yaw_deg)), np.sin(np.deg2rad(yaw_deg)), 0]))
     handle = o3d.geometry.TriangleMesh.create_box(length, width, thickness).translate((-length / 2, -width / 2, 0))
     handle.rotate(rotation, center=(0, 0, 0))
     blade = o3d.geometry.TriangleMesh.create_box(0.13, 0.026, 0.002).translate((length / 2, -0.013, 0.007))
@@ -254,7 +262,8 @@ def knife_handle_scene(yaw_deg: float = 25.0, elevation_deg: float = 50.0) -> An
     target = np.array([0, 0, thickness / 2])
     # Look across the handle (perpendicular to its length), from above.
     return _finish(
-        "knife_handle", meshes, _camera_looking_at(target, yaw_deg - 90.0, elevation_deg), edges[:, 0] / length, _box_extent(edges)
+        "knife_handle", meshes, _camera_looking_at(target, yaw_deg - 90.0, elevation_deg), edges[:, 0] / length,
+        _box_extent(edges)
     )
 
 
@@ -267,14 +276,16 @@ def flower_stem_scene(tilt_deg: float = 15.0, elevation_deg: float = 10.0) -> An
     stem.rotate(_rotation_between(np.array([0, 0, 1.0]), axis), center=(0, 0, 0)).translate(centre)
     head = o3d.geometry.TriangleMesh.create_sphere(0.03, resolution=40).translate(axis * (length + 0.025))
     meshes = [_table(), _labelled(stem, 3, PART_ID), _labelled(head, 3, 4)]
-    return _finish("flower_stem", meshes, _camera_looking_at(centre, -100.0, elevation_deg), axis, _cylinder_extent(axis, radius, length))
+    return _finish("flower_stem", meshes, _camera_looking_at(centre, -100.0, elevation_deg), axis,
+                   _cylinder_extent(axis, radius, length))
 
 
 def pot_lid_knob_scene(elevation_deg: float = 55.0) -> AnalyticScene:
     """A round knob (cylinder) on a pot lid (flat disc) on a pot; no long axis, so none is claimed."""
     pot_radius, pot_height, lid_thickness = 0.10, 0.10, 0.006
     knob_radius, knob_height = 0.016, 0.02
-    pot = o3d.geometry.TriangleMesh.create_cylinder(pot_radius, pot_height, resolution=96).translate((0, 0, pot_height / 2))
+    pot = o3d.geometry.TriangleMesh.create_cylinder(pot_radius, pot_height, resolution=96).translate(
+        (0, 0, pot_height / 2))
     lid = o3d.geometry.TriangleMesh.create_cylinder(pot_radius + 0.004, lid_thickness, resolution=96)
     lid.translate((0, 0, pot_height + lid_thickness / 2))
     knob_base = pot_height + lid_thickness
@@ -283,7 +294,8 @@ def pot_lid_knob_scene(elevation_deg: float = 55.0) -> AnalyticScene:
     meshes = [_table(), _labelled(pot, 4, 1), _labelled(lid, 4, 3), _labelled(knob, 4, PART_ID)]
     target = np.array([0, 0, knob_base + knob_height / 2])
     axis = np.array([0, 0, 1.0])
-    return _finish("pot_lid_knob", meshes, _camera_looking_at(target, 200.0, elevation_deg), None, _cylinder_extent(axis, knob_radius, knob_height))
+    return _finish("pot_lid_knob", meshes, _camera_looking_at(target, 200.0, elevation_deg), None,
+                   _cylinder_extent(axis, knob_radius, knob_height))
 
 
 SCENE_BUILDERS = {

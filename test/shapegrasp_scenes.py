@@ -56,7 +56,8 @@ def mug(object_id: int, x: float, y: float, yaw: float, colour=(0.05, 0.1, 0.7))
     return [_mesh(body, object_id, MUG_BODY, colour, pose), _mesh(handle, object_id, MUG_HANDLE, colour, pose)]
 
 
-def knife(object_id: int, x: float, y: float, yaw: float, blade_m: float = 0.12, handle_m: float = 0.10) -> list[LabelledMesh]:
+def knife(object_id: int, x: float, y: float, yaw: float, blade_m: float = 0.12,
+          handle_m: float = 0.10) -> list[LabelledMesh]:
     """A flat steel blade (12 cm by default) and a thicker black handle (10 cm), lying on the table."""
     import open3d as o3d
 
@@ -153,7 +154,8 @@ def kitchen_scene(seed: int = 0, noisy: bool = True) -> SyntheticView:
 
 def two_knives_scene(seed: int = 0) -> SyntheticView:
     """A long bread knife (object 1, 36 cm) and a short cutter (object 2, 15 cm) side by side."""
-    meshes = [table()] + knife(1, 0.02, -0.08, 0.1, blade_m=0.23, handle_m=0.13) + knife(2, 0.0, 0.1, -0.2, blade_m=0.06, handle_m=0.09)
+    meshes = ([table()] + knife(1, 0.02, -0.08, 0.1, blade_m=0.23, handle_m=0.13)
+              + knife(2, 0.0, 0.1, -0.2, blade_m=0.06, handle_m=0.09))
     return render(meshes, seed=seed)
 
 

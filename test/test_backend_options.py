@@ -23,7 +23,8 @@ def test_shapegrasp_misspelt_option_fails_at_construction_with_the_closest_name(
 def test_shapegrasp_misspelt_nested_option_names_its_dotted_path():
     with pytest.raises(ValueError, match=r"segmentation\.min_heigt_m \(did you mean segmentation\.min_height_m\?\)"):
         create_backend("shapegrasp", segmentation={"min_heigt_m": 0.01})
-    with pytest.raises(ValueError, match=r"decomposition\.split_penalt \(did you mean decomposition\.split_penalty\?\)"):
+    with pytest.raises(ValueError,
+                       match=r"decomposition\.split_penalt \(did you mean decomposition\.split_penalty\?\)"):
         create_backend("shapegrasp", **parse_options(["decomposition.split_penalt=3"]))
 
 

@@ -76,7 +76,7 @@ def test_bag_layout_and_stamps(tmp_path: Path, views):
     with Reader(tmp_path / "bag") as reader:
         types = {c.topic: c.msgtype for c in reader.connections}
         assert types[COLOR_TOPIC] == "sensor_msgs/msg/Image" and types[TASK_TOPIC] == "partseg/msg/TaskGroundTruth"
-        for conn, log_ns, raw in reader.messages():
+        for conn, _log_ns, raw in reader.messages():
             msg = store.deserialize_cdr(raw, conn.msgtype)
             order.append(conn.topic)
             if hasattr(msg, "header"):
@@ -86,7 +86,8 @@ def test_bag_layout_and_stamps(tmp_path: Path, views):
             if conn.topic == COLOR_TOPIC:
                 assert msg.encoding == "rgb8" and msg.step == 3 * msg.width
     n_tasks = len(views[0].tasks)
-    frame_block = [CAMERA_INFO_TOPIC, COLOR_TOPIC, DEPTH_TOPIC, LABELS_TOPIC] + [TASK_TOPIC, INSTRUCTION_TOPIC] * n_tasks
+    frame_block = ([CAMERA_INFO_TOPIC, COLOR_TOPIC, DEPTH_TOPIC, LABELS_TOPIC]
+                   + [TASK_TOPIC, INSTRUCTION_TOPIC] * n_tasks)
     assert order == frame_block * 2
     # Every ground-truth message carries its frame's stamp.
     frame_stamps = stamps[COLOR_TOPIC]
@@ -122,5 +123,6 @@ def test_generator_writes_one_bag_per_scene(tmp_path: Path):
     assert [b["scene"] for b in manifest["bags"]] == ["cords", "martinis"]
     assert [p.name for p in bag_paths(tmp_path)] == ["cords", "martinis"]
     samples = list(read_benchmark(tmp_path / "martinis"))
-    assert [s.task.instruction for s in samples] == ["pick up the grey martini glass", "pick up the green martini glass"]
+    assert [s.task.instruction for s in samples] == ["pick up the grey martini glass",
+                                                     "pick up the green martini glass"]
     assert (tmp_path / "benchmark.yaml").is_file()

@@ -23,13 +23,15 @@ EQUIDISTANT = [-0.02, 0.004, -0.001, 0.0002]
 
 def test_raw_image_uses_k_and_keeps_distortion():
     camera = camera_model_from_camera_info(K, P, PLUMB_BOB, "plumb_bob", 640, 480, rectified=False)
-    assert (camera.intrinsics.fx, camera.intrinsics.fy, camera.intrinsics.cx, camera.intrinsics.cy) == (600, 602, 320, 240)
+    intrinsics = camera.intrinsics
+    assert (intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy) == (600, 602, 320, 240)
     assert camera.is_distorted
 
 
 def test_rectified_image_uses_p_and_ignores_distortion():
     camera = camera_model_from_camera_info(K, P, PLUMB_BOB, "plumb_bob", 640, 480, rectified=True)
-    assert (camera.intrinsics.fx, camera.intrinsics.fy, camera.intrinsics.cx, camera.intrinsics.cy) == (580, 585, 318, 236)
+    intrinsics = camera.intrinsics
+    assert (intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy) == (580, 585, 318, 236)
     assert not camera.is_distorted
 
 
@@ -42,7 +44,8 @@ def test_rectified_without_p_falls_back_to_k_only_when_undistorted():
 
 @pytest.mark.parametrize(
     "k, width",
-    [([0.0] * 9, 640), ([600.0, 0, 320, 0, -600.0, 240, 0, 0, 1], 640), ([np.nan, 0, 320, 0, 600, 240, 0, 0, 1], 640), (K, 0)],
+    [([0.0] * 9, 640), ([600.0, 0, 320, 0, -600.0, 240, 0, 0, 1], 640), ([np.nan, 0, 320, 0, 600, 240, 0, 0, 1], 640),
+     (K, 0)],
 )
 def test_unusable_intrinsics_are_rejected(k, width):
     with pytest.raises(InvalidIntrinsicsError):
@@ -61,7 +64,8 @@ def test_extra_non_zero_coefficients_are_rejected():
         camera_model_from_camera_info(K, P, PLUMB_BOB + [0.01], "plumb_bob", 640, 480, rectified=False)
 
 
-@pytest.mark.parametrize("model, coefficients", [("plumb_bob", PLUMB_BOB), ("rational_polynomial", RATIONAL), ("equidistant", EQUIDISTANT)])
+@pytest.mark.parametrize("model, coefficients",
+                         [("plumb_bob", PLUMB_BOB), ("rational_polynomial", RATIONAL), ("equidistant", EQUIDISTANT)])
 def test_undistortion_inverts_the_distortion_model(model, coefficients):
     rng = np.random.default_rng(3)
     x, y = rng.uniform(-0.55, 0.55, 5000), rng.uniform(-0.4, 0.4, 5000)

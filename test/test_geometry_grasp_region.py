@@ -98,12 +98,14 @@ def test_plate_region_geometry_colours_and_scores():
     np.testing.assert_array_equal(region.colors[:, 0], region.pixels[:, 1] % 256)
     np.testing.assert_array_equal(region.colors[:, 1], region.pixels[:, 0])
     # Centre of pixels 100..219 and 80..159 lifted to 0.6 m.
-    np.testing.assert_allclose(region.centroid, [(159.5 - 159.5) * 0.6 / 500, (119.5 - 119.5) * 0.6 / 500, 0.6], atol=1e-6)
+    np.testing.assert_allclose(region.centroid, [(159.5 - 159.5) * 0.6 / 500, (119.5 - 119.5) * 0.6 / 500, 0.6],
+                               atol=1e-6)
     np.testing.assert_allclose(region.approach, [0, 0, -1], atol=1e-6)
     np.testing.assert_allclose(np.abs(region.axes[:, 0]), [1, 0, 0], atol=1e-6)
     np.testing.assert_allclose(region.extents[:2], [119 * 0.6 / 500, 79 * 0.6 / 500], rtol=0.01)
     assert region.quality == pytest.approx(1.0)
-    assert compute_grasp_region(mask, depth, INTRINSICS, rgb=rgb, config=GraspRegionConfig(with_colors=False)).colors is None
+    no_colours = GraspRegionConfig(with_colors=False)
+    assert compute_grasp_region(mask, depth, INTRINSICS, rgb=rgb, config=no_colours).colors is None
 
 
 def test_injected_flying_pixels_are_removed():

@@ -91,7 +91,8 @@ OTHER_VIEWS = {
     "knife yaw -70, from 70 above": lambda: geometry_scenes.knife_handle_scene(yaw_deg=-70.0, elevation_deg=70.0),
     "knife yaw 130, from 35 above": lambda: geometry_scenes.knife_handle_scene(yaw_deg=130.0, elevation_deg=35.0),
     "mug from behind the body": lambda: geometry_scenes.mug_handle_scene(azimuth_deg=-120.0, elevation_deg=15.0),
-    "mug almost edge-on, from 40 above": lambda: geometry_scenes.mug_handle_scene(azimuth_deg=-10.0, elevation_deg=40.0),
+    "mug almost edge-on, from 40 above":
+        lambda: geometry_scenes.mug_handle_scene(azimuth_deg=-10.0, elevation_deg=40.0),
     "knob from 80 above": lambda: geometry_scenes.pot_lid_knob_scene(elevation_deg=80.0),
     "knob from 35 above": lambda: geometry_scenes.pot_lid_knob_scene(elevation_deg=35.0),
 }

@@ -113,7 +113,8 @@ def test_grasp_poses_and_bbox_cross_dds_intact():
         deadline = time.monotonic() + 25.0
         while len(got) < 2 and time.monotonic() < deadline and child.poll() is None:
             executor.spin_once(timeout_sec=0.1)
-        assert len(got) == 2, f"nothing arrived; publisher said: {child.stdout.read().decode() if child.poll() is not None else '(running)'}"
+        assert len(got) == 2, ("nothing arrived; publisher said: "
+                               f"{child.stdout.read().decode() if child.poll() is not None else '(running)'}")
     finally:
         child.kill()
         child.wait()

@@ -116,7 +116,8 @@ def test_object_mask_hint_replaces_the_object_detection(dirs):
     assert result.instances[0].score == pytest.approx(0.4)  # the hint is certain; the missing part lowers it
     assert "given object mask" in result.explanation
     assert image_key(rgb) not in backend.detector.image_cache  # the full frame was never searched for the object
-    found = _backend(dirs, crop_margin=0.1).ground(GroundingRequest(rgb, "pick up the mug by its handle", object_mask_hint=hint))
+    found = _backend(dirs, crop_margin=0.1).ground(
+        GroundingRequest(rgb, "pick up the mug by its handle", object_mask_hint=hint))
     region = np.zeros((H, W), bool)
     region[6:54, 15:75] = True  # the hint's box grown by 10 % on each side
     for inst in found.instances:
@@ -146,7 +147,8 @@ def test_jetson_profile_bounds_work_but_not_the_output(dirs):
 
 
 def test_missing_weights_name_the_checkpoint_and_the_fix(dirs, tmp_path):
-    with pytest.raises(CheckpointNotFoundError, match="(?s)open-vocabulary detector.*backend_options.detector.*--backend-option detector="):
+    with pytest.raises(CheckpointNotFoundError,
+                       match="(?s)open-vocabulary detector.*backend_options.detector.*--backend-option detector="):
         GroundedSamBackend(detector=str(tmp_path / "none"), sam=dirs["sam"], device="cpu").load()
     with pytest.raises(CheckpointNotFoundError, match="(?s)SAM checkpoint 'facebook/sam-vit-base'.*hf download"):
         GroundedSamBackend(detector=dirs["owlv2"], device="cpu").load()
@@ -185,7 +187,8 @@ def test_nms_and_box_geometry():
 
 
 def test_fallback_phrase_parser():
-    assert (parse_object_and_part("grab the handle of the kettle").object_phrase, parse_object_and_part("grab the handle of the kettle").part_phrase) == ("kettle", "handle")
+    assert (parse_object_and_part("grab the handle of the kettle").object_phrase,
+            parse_object_and_part("grab the handle of the kettle").part_phrase) == ("kettle", "handle")
     by = parse_object_and_part("pick up the mug by its handle")
     assert (by.object_phrase, by.part_phrase) == ("mug", "handle")
     only = parse_object_and_part("pick up the red mug")

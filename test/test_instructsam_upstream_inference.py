@@ -175,7 +175,7 @@ def test_generation_positions_are_switchable(tiny):
     for mode in ("mrope", "text"):
         captured = []
         handle = model.qwen.language_model.register_forward_pre_hook(
-            lambda _m, _a, kwargs: captured.append(kwargs["position_ids"].clone()), with_kwargs=True
+            lambda _m, _a, kwargs, captured=captured: captured.append(kwargs["position_ids"].clone()), with_kwargs=True
         )
         try:
             predictor = InstructSamPredictor(model, tokenizer, llm_images=tiny_llm_images(),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from partseg_ros.backends.instructsam.checkpoint_layout import load_instructsam_checkpoint, published_state_dict
 from partseg_ros.backends.instructsam.inference import InstructSamPredictor

@@ -106,7 +106,8 @@ def test_tool_action_on_a_patient_picks_the_tool_handle(reasoner):
 
 
 def test_question_about_function_picks_the_functional_part(reasoner):
-    resolution = reasoner.resolve("If I want to use the knife to cut the carrots, which part in the picture should be used?")
+    resolution = reasoner.resolve(
+        "If I want to use the knife to cut the carrots, which part in the picture should be used?")
     assert (resolution.kb_object, resolution.part_name, resolution.mode) == ("knife", "blade", "function")
 
 

@@ -92,7 +92,8 @@ def test_image_embedding_and_instruction_state_are_reused_and_give_the_same_answ
     third = cached.ground(GroundingRequest(rgb_b, "grasp the knife handle"))  # new image, same instruction
     assert cached.text_cache.hits == 1 and "language_model" not in third.timings_ms
     assert "reused cached" in second.explanation
-    for result, (rgb, text) in ((second, (rgb_a, "grasp the knife handle")), (third, (rgb_b, "grasp the knife handle"))):
+    for result, (rgb, text) in ((second, (rgb_a, "grasp the knife handle")),
+                                (third, (rgb_b, "grasp the knife handle"))):
         ref = fresh.ground(GroundingRequest(rgb, text))
         assert np.array_equal(result.union_mask((45, 70)), ref.union_mask((45, 70)))
 
@@ -131,7 +132,8 @@ def test_head_save_load_round_trip(dirs, tmp_path):
 def test_missing_checkpoints_raise_with_guidance(dirs, tmp_path):
     with pytest.raises(CheckpointNotFoundError, match="(?s)PISA head.*pisa_config.json"):
         _backend({**dirs, "checkpoint": str(tmp_path / "absent")}).load()
-    with pytest.raises(CheckpointNotFoundError, match="(?s)PISA backbone \\(DINOv2\\).*hf download facebook/dinov2-large"):
+    with pytest.raises(CheckpointNotFoundError,
+                       match="(?s)PISA backbone \\(DINOv2\\).*hf download facebook/dinov2-large"):
         _backend({**dirs, "backbone": "facebook/dinov2-large"}).load()
     with pytest.raises(CheckpointNotFoundError, match="(?s)no checkpoint configured.*pisa.train"):
         PisaBackend(device="cpu").load()
@@ -149,4 +151,5 @@ def test_invalid_options():
     with pytest.raises(ValueError):
         PisaBackend(mask_threshold=1.5)
     with pytest.raises(ValueError, match="multiple of the patch size"):
-        PisaHeadConfig(backbone_hidden_size=8, backbone_patch_size=14, feature_layers=(1,), lm_hidden_size=8, image_size=50)
+        PisaHeadConfig(backbone_hidden_size=8, backbone_patch_size=14, feature_layers=(1,), lm_hidden_size=8,
+                       image_size=50)

@@ -83,7 +83,8 @@ def _write_instructpart(root, count: int = 2):
         sample = _scene(100 + i)
         name = f"img_{i:03d}.jpg"
         Image.fromarray(sample.rgb).save(root / "images" / name, quality=95)
-        Image.fromarray(sample.mask.astype(np.uint8) * 255).save(root / "masks" / instructpart_mask_name(name, "wine glass", "stem"))
+        Image.fromarray(sample.mask.astype(np.uint8) * 255).save(
+            root / "masks" / instructpart_mask_name(name, "wine glass", "stem"))
         entries.append({"image_path": name, "part_list": [{
             "object": "wine glass", "part": "stem", "affordance": "hold", "action": "drink",
             "instruction": ["If I want to drink, where do I hold it?", "Where should I hold it to drink?",
@@ -97,7 +98,8 @@ def _write_instructpart(root, count: int = 2):
 
 def test_instructpart_layout_dataset(tmp_path):
     path = _write_instructpart(tmp_path)
-    assert instructpart_mask_name("a b/photo 1.jpg", "wine glass", "scroll wheel") == "photo 1-wine_glass-scroll_wheel.png"
+    assert (instructpart_mask_name("a b/photo 1.jpg", "wine glass", "scroll wheel")
+            == "photo 1-wine_glass-scroll_wheel.png")
     data = InstructPartDataset(path)
     assert len(data) == 12  # 2 images x 6 instructions
     sample = data[4]
@@ -133,7 +135,8 @@ def test_training_cli_writes_a_checkpoint_the_backend_loads(model_dirs, tmp_path
                  "--output", str(out), "--epochs", "0.5", "--batch-size", "3", "--image-size", "56",
                  "--instructions", "0,4", "--device", "cpu"])
     assert code == 0
-    backend = PisaBackend(checkpoint=str(out), backbone=str(model_dirs[0]), language_model=str(model_dirs[1]), device="cpu")
+    backend = PisaBackend(checkpoint=str(out), backbone=str(model_dirs[0]), language_model=str(model_dirs[1]),
+                          device="cpu")
     result = backend.ground(GroundingRequest(_scene(7).rgb, "hold the wine glass"))
     assert backend.model.config.image_size == 56
     for inst in result.instances:

@@ -11,11 +11,8 @@ import numpy as np
 import pytest
 
 from partseg_ros.bags.format import (
-    CAMERA_INFO_TOPIC,
     COLOR_TOPIC,
-    DEPTH_TOPIC,
     INSTRUCTION_TOPIC,
-    LABELS_TOPIC,
     TASK_TOPIC,
     TOPIC_TYPES,
 )

@@ -87,7 +87,7 @@ def test_replay_into_the_node_scores_like_the_inprocess_evaluator(bags):
                     regions = {(stamp_to_ns(m.header.stamp), m.instruction): m for m in probe.grasp_regions}
                 return segs, regions
 
-            def all_answered() -> bool:
+            def all_answered(tasks: list = tasks) -> bool:  # this bag's tasks, bound now
                 segs, regions = answers()
                 return all((t.stamp_ns, t.instruction) in segs and (t.stamp_ns, t.instruction) in regions
                            for t in tasks)

@@ -37,7 +37,8 @@ def test_black_part_of_a_white_object_stays_black():
 
 
 def test_rendered_white_and_grey_mugs_keep_their_names():
-    meshes = [table()] + mug(1, -0.12, 0.05, 0.6, colour=(0.92, 0.92, 0.92)) + mug(2, 0.12, 0.05, 2.0, colour=(0.22, 0.22, 0.22))
+    meshes = ([table()] + mug(1, -0.12, 0.05, 0.6, colour=(0.92, 0.92, 0.92))
+              + mug(2, 0.12, 0.05, 2.0, colour=(0.22, 0.22, 0.22)))
     view = render(meshes, noisy=False)
     white = colour_histogram(view.rgb[view.object_ids == 1])
     grey = colour_histogram(view.rgb[view.object_ids == 2])

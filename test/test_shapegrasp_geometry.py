@@ -140,7 +140,8 @@ def test_profile_split_finds_the_step():
 
 
 def test_colour_names():
-    pixels = np.array([[200, 30, 35], [30, 80, 200], [40, 160, 60], [25, 25, 28], [235, 235, 230], [128, 128, 132]], np.uint8)
+    pixels = np.array([[200, 30, 35], [30, 80, 200], [40, 160, 60], [25, 25, 28], [235, 235, 230], [128, 128, 132]],
+                      np.uint8)
     names = [["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "grey"][0]]
     from partseg_ros.language.text import COLOUR_WORDS
 

@@ -80,7 +80,8 @@ def backend():
     return backend
 
 
-@pytest.mark.parametrize("instruction, object_id, kind", [("cut the bread", 1, "bread knife"), ("cut the box", 2, "box cutter")])
+@pytest.mark.parametrize("instruction, object_id, kind",
+                         [("cut the bread", 1, "bread knife"), ("cut the box", 2, "box cutter")])
 def test_the_knife_that_suits_the_patient_is_chosen(backend, knives, instruction, object_id, kind):
     result = backend.ground(GroundingRequest(knives.rgb, instruction, knives.depth_m, knives.intrinsics))
     assert result.instances, result.explanation

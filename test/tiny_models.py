@@ -47,7 +47,8 @@ def _chain_merges(symbols: list[str]) -> list[tuple[str, str]]:
     return merges
 
 
-def _bpe_tables(words: Iterable[str], alphabet: Iterable[str], word_symbols) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def _bpe_tables(words: Iterable[str], alphabet: Iterable[str],
+                word_symbols) -> tuple[dict[str, int], list[tuple[str, str]]]:
     vocab: dict[str, int] = {}
     merges: list[tuple[str, str]] = []
 
@@ -95,7 +96,8 @@ def build_bert_tokenizer(words: Iterable[str] = WORDS):
     from transformers import BertTokenizer
 
     vocab = {tok: i for i, tok in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])}
-    for tok in list(string.ascii_lowercase + string.digits + ".,:;'?!-_") + ["##" + c for c in string.ascii_lowercase] + list(words):
+    for tok in (list(string.ascii_lowercase + string.digits + ".,:;'?!-_") + ["##" + c for c in string.ascii_lowercase]
+                + list(words)):
         vocab.setdefault(tok, len(vocab))
     return BertTokenizer(vocab=vocab)
 
@@ -145,8 +147,8 @@ def save_tiny_owlv2(directory: Path, image_size: int = 64, seed: int = 0) -> Pat
     config = shrink(
         reference_config("google/owlv2-base-patch16-ensemble"),
         text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id),
+                         num_attention_heads=2, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                            image_size=image_size, patch_size=16),
         projection_dim=32,
@@ -210,7 +212,8 @@ def save_tiny_grounding_dino(directory: Path, seed: int = 0) -> Path:
         encoder_n_points=2, decoder_n_points=2,
     )
     processor = GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96}), tokenizer=tokenizer
+        image_processor=GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96}),
+        tokenizer=tokenizer
     )
     return _save(GroundingDinoForObjectDetection(config), directory, processor)
 
@@ -224,5 +227,6 @@ def save_tiny_pisa(directory: Path, backbone_dir: Path, lm_dir: Path, seed: int 
     torch.manual_seed(seed)
     options = dict(image_size=56, decoder_dim=32, decoder_depth=2, decoder_heads=2, decoder_mlp_dim=64)
     options.update(head_overrides)
-    config = PisaHeadConfig.for_models(AutoConfig.from_pretrained(backbone_dir), AutoConfig.from_pretrained(lm_dir), **options)
+    config = PisaHeadConfig.for_models(AutoConfig.from_pretrained(backbone_dir), AutoConfig.from_pretrained(lm_dir),
+                                       **options)
     return PisaHead(config).save(directory)

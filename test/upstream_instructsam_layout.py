@@ -68,7 +68,8 @@ UPSTREAM_SAM3_DETECTOR = (
      "vision_encoder.backbone.embeddings.position_embeddings"]
     + _linear("vision_encoder.backbone.layer_norm")
     + _attention("vision_encoder.backbone.layers.{}.attention")
-    + _linear("vision_encoder.backbone.layers.{}.layer_norm1") + _linear("vision_encoder.backbone.layers.{}.layer_norm2")
+    + _linear("vision_encoder.backbone.layers.{}.layer_norm1")
+    + _linear("vision_encoder.backbone.layers.{}.layer_norm2")
     + _linear("vision_encoder.backbone.layers.{}.mlp.fc1") + _linear("vision_encoder.backbone.layers.{}.mlp.fc2")
     + _linear("vision_encoder.neck.fpn_layers.{}.proj1") + _linear("vision_encoder.neck.fpn_layers.{}.proj2")
     + _linear("vision_encoder.neck.fpn_layers.{}.scale_layers.{}")
@@ -84,7 +85,8 @@ UPSTREAM_SAM3_DETECTOR = (
     + _encoder_layer("detr_encoder.layers.{}")
     # DETR decoder: NO presence_token / presence_head / presence_layer_norm
     + _attention("detr_decoder.layers.{}.self_attn") + _linear("detr_decoder.layers.{}.self_attn_layer_norm")
-    + _attention("detr_decoder.layers.{}.text_cross_attn") + _linear("detr_decoder.layers.{}.text_cross_attn_layer_norm")
+    + _attention("detr_decoder.layers.{}.text_cross_attn")
+    + _linear("detr_decoder.layers.{}.text_cross_attn_layer_norm")
     + _attention("detr_decoder.layers.{}.vision_cross_attn")
     + _linear("detr_decoder.layers.{}.vision_cross_attn_layer_norm")
     + _linear("detr_decoder.layers.{}.mlp.fc1") + _linear("detr_decoder.layers.{}.mlp.fc2")
@@ -122,7 +124,8 @@ UPSTREAM_QWEN3_VL = (
     + _linear("model.visual.blocks.{}.mlp.linear_fc1") + _linear("model.visual.blocks.{}.mlp.linear_fc2")
     + _linear("model.visual.merger.norm") + _linear("model.visual.merger.linear_fc1")
     + _linear("model.visual.merger.linear_fc2")
-    + _linear("model.visual.deepstack_merger_list.{}.norm") + _linear("model.visual.deepstack_merger_list.{}.linear_fc1")
+    + _linear("model.visual.deepstack_merger_list.{}.norm")
+    + _linear("model.visual.deepstack_merger_list.{}.linear_fc1")
     + _linear("model.visual.deepstack_merger_list.{}.linear_fc2")
     + ["model.language_model.embed_tokens.weight", "model.language_model.norm.weight"]
     + [f"model.language_model.layers.{{}}.{name}.weight" for name in (

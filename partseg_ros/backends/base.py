@@ -124,10 +124,10 @@ class PartGroundingBackend(abc.ABC):
             self._load()
             self._loaded = True
 
-    def _load(self) -> None:  # pragma: no cover - trivial default
+    def _load(self) -> None:  # pragma: no cover - trivial default  # noqa: B027 - optional hook, empty by design
         """Subclasses that need weights override this."""
 
-    def warmup(self) -> None:
+    def warmup(self) -> None:  # noqa: B027 - optional hook, empty by design
         """Run once on a dummy input so the first real frame is not slow; optional."""
 
     def ground(self, request: GroundingRequest) -> GroundingResult:

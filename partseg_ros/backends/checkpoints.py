@@ -114,7 +114,8 @@ def resolve_checkpoint(
                     return fetched
                 looked.append(f"hub download of {source} (lacks {', '.join(missing)})")
             except Exception as exc:  # no network, unknown repo, gated repo ...
-                looked.append(f"hub download of {source} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
+                first_line = str(exc).splitlines()[0][:160]
+                looked.append(f"hub download of {source} failed ({type(exc).__name__}: {first_line})")
         else:
             reason = "HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set" if hub_offline() else "downloads disabled"
             looked.append(f"hub download of {source} not attempted ({reason})")

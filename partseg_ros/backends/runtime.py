@@ -102,7 +102,8 @@ def select_dtype(device: "torch.device", requested: str = "auto") -> "torch.dtyp
         raise ValueError(f"unknown dtype {requested!r}; use 'auto', 'fp32', 'fp16' or 'bf16'")
     if device.type != "cuda":
         if requested not in ("auto", "fp32", "float32"):
-            LOG.warning("dtype %s requested on %s; using float32 (half precision is not useful on CPU)", requested, device)
+            LOG.warning("dtype %s requested on %s; using float32 (half precision is not useful on CPU)",
+                        requested, device)
         return torch.float32
     if requested == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -262,9 +262,15 @@ def _sample(task: Any, color_msg: Any, labels_msg: Any, depth_msg: Any, info_msg
 
     target_part_ids = tuple(int(i) for i in np.asarray(task.target_part_ids).ravel())
     alternatives = _alternatives(task, object_names, part_names, target_part_ids)
-    part_mask = np.isin(part_ids, np.asarray(target_part_ids, dtype=np.uint16)) if task.has_target else np.zeros((h, w), bool)
+    if task.has_target:
+        part_mask = np.isin(part_ids, np.asarray(target_part_ids, dtype=np.uint16))
+    else:
+        part_mask = np.zeros((h, w), bool)
     object_id_list = [a.object_id for a in alternatives if a.object_id > 0]
-    object_mask = np.isin(object_ids, np.asarray(object_id_list, dtype=np.uint16)) if task.has_target else np.zeros((h, w), bool)
+    if task.has_target:
+        object_mask = np.isin(object_ids, np.asarray(object_id_list, dtype=np.uint16))
+    else:
+        object_mask = np.zeros((h, w), bool)
     sample_task = TaskSample(
         task_id=task.task_id, instruction=task.instruction, has_target=bool(task.has_target),
         target_object=task.target_object, target_part=task.target_part, reason=task.reason,

@@ -179,7 +179,8 @@ def _check_depth(depth_m: np.ndarray, limits: AnnotationLimits) -> None:
     depth = np.asarray(depth_m, dtype=np.float64)
     valid = depth[np.isfinite(depth)]
     if valid.size and valid.min() < 0:
-        raise AnnotationError(f"depth has negative values (min {valid.min():.3f}); depth_m is metres, NaN or 0 = no return")
+        raise AnnotationError(f"depth has negative values (min {valid.min():.3f}); "
+                              "depth_m is metres, NaN or 0 = no return")
     positive = valid[valid > 0]
     if positive.size and float(np.median(positive)) > limits.max_median_depth_m:
         raise AnnotationError(
@@ -310,8 +311,8 @@ class BenchmarkBagWriter:
         # stamps may be closer together than the tasks' spacing, so log time never goes back.
         t = max(stamp, self._time_ns)
         if frame.intrinsics is not None:
-            self._write(CAMERA_INFO_TOPIC, bag_messages.camera_info_msg(frame.intrinsics, stamp, fid, frame.distortion_model,
-                                                             frame.distortion), t)
+            info = bag_messages.camera_info_msg(frame.intrinsics, stamp, fid, frame.distortion_model, frame.distortion)
+            self._write(CAMERA_INFO_TOPIC, info, t)
         self._write(COLOR_TOPIC, bag_messages.color_msg(frame.rgb, stamp, fid), t + 1_000)
         if frame.depth_m is not None:
             self._write(DEPTH_TOPIC, bag_messages.depth_msg(frame.depth_m, depth_stamp, fid), t + 2_000)

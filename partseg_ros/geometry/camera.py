@@ -67,7 +67,8 @@ def validate_intrinsics(intrinsics: CameraIntrinsics) -> None:
         raise InvalidIntrinsicsError(f"image size must be positive, got {intrinsics.width}x{intrinsics.height}")
 
 
-def distort_normalized(x: np.ndarray, y: np.ndarray, model: str, coefficients: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def distort_normalized(x: np.ndarray, y: np.ndarray, model: str,
+                       coefficients: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Apply a ROS/OpenCV distortion model to ideal normalised coordinates."""
     d = np.zeros(_COEFFICIENT_COUNTS[model])
     d[: min(len(coefficients), d.size)] = np.asarray(coefficients, dtype=np.float64)[: d.size]

@@ -103,7 +103,8 @@ class GraspPose:
     def transformed(self, transform: RigidTransform) -> "GraspPose":
         """The same pose expressed in ``transform``'s parent frame."""
         position = transform.apply_to_points(np.asarray(self.position, dtype=np.float64))
-        return replace(self, position=np.asarray(position, dtype=np.float64), rotation=transform.rotation @ self.rotation)
+        return replace(self, position=np.asarray(position, dtype=np.float64),
+                       rotation=transform.rotation @ self.rotation)
 
 
 def gripper_frame(approach_out: np.ndarray, closing_axis: np.ndarray, fallback_axes: np.ndarray) -> np.ndarray:

@@ -85,7 +85,8 @@ class RigidTransform:
         child_frame: str = "",
     ) -> "RigidTransform":
         """From a TransformStamped-style (translation, rotation quaternion) pair."""
-        return cls(quaternion_to_matrix(quaternion_xyzw), np.asarray(translation, dtype=np.float64), parent_frame, child_frame)
+        return cls(quaternion_to_matrix(quaternion_xyzw), np.asarray(translation, dtype=np.float64), parent_frame,
+                   child_frame)
 
     @classmethod
     def from_translation_rpy(
@@ -123,7 +124,8 @@ class RigidTransform:
     def compose(self, other: "RigidTransform") -> "RigidTransform":
         """self ∘ other: first other (child -> middle), then self (middle -> parent)."""
         if self.child_frame and other.parent_frame and self.child_frame != other.parent_frame:
-            raise ValueError(f"cannot chain {self.child_frame!r} -> {self.parent_frame!r} after {other.child_frame!r} -> {other.parent_frame!r}")
+            raise ValueError(f"cannot chain {self.child_frame!r} -> {self.parent_frame!r} "
+                             f"after {other.child_frame!r} -> {other.parent_frame!r}")
         return RigidTransform(
             self.rotation @ other.rotation,
             self.rotation @ other.translation + self.translation,

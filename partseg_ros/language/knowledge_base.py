@@ -287,7 +287,8 @@ def parse_knowledge_base(data: dict, source: str = "") -> KnowledgeBase:
         for part in parts:
             unknown = set(part.affordances) - set(affordances)
             if unknown:
-                raise ValueError(f"{name} {part.name}: affordances {sorted(unknown)} are not declared under affordances")
+                raise ValueError(f"{name} {part.name}: affordances {sorted(unknown)} "
+                                 "are not declared under affordances")
         size = spec.get("size_m", [0.02, 2.0])
         objects[name] = ObjectEntry(
             name=name,

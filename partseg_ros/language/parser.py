@@ -98,7 +98,8 @@ def _resolve_overlaps(words: list[str], candidates: list[Mention]) -> list[Menti
         else:
             nominal = _is_nominal(words, same[0].start, adjective_like)
             prefer = ("object", "part") if nominal else ("action", "affordance")
-            ranked = sorted(same, key=lambda m: (m.kind not in prefer, ("action", "object", "part", "affordance").index(m.kind)))
+            ranked = sorted(same, key=lambda m: (m.kind not in prefer,
+                                                 ("action", "object", "part", "affordance").index(m.kind)))
             pick = ranked[0]
         chosen.append(pick)
         for k in range(pick.start, pick.end):
@@ -165,7 +166,8 @@ def parse_instruction(text: str, kb: KnowledgeBase) -> ParsedInstruction:
     objects = [_describe_object(words, m, used) for m in mentions if m.kind == "object"]
     parts = [m for m in mentions if m.kind == "part"]
     for obj in objects:
-        used.update(range(obj.mention.start - len(obj.colours) - len(obj.modifiers) - (1 if obj.size else 0), obj.mention.start))
+        first = obj.mention.start - len(obj.colours) - len(obj.modifiers) - (1 if obj.size else 0)
+        used.update(range(first, obj.mention.start))
 
     is_question = text.strip().endswith("?") or (bool(raw_words) and raw_words[0] in QUESTION_STARTS)
     purpose = interaction = None

@@ -181,7 +181,8 @@ class PartReasoner:
         and in "pour the water" the noun is the contents.
         """
         if parsed.objects:
-            for description in parsed.objects:  # prefer the one that can do the action ("use the knife to cut the bread")
+            # prefer the one that can do the action ("use the knife to cut the bread")
+            for description in parsed.objects:
                 if self.kb.objects[description.mention.canonical].parts_affording(affordance):
                     return description, ""
             return parsed.objects[0], ""
@@ -214,7 +215,7 @@ class PartReasoner:
         return " ".join(words)
 
     def _ranking_query(self, parsed: ParsedInstruction, action: Optional[Mention], patient: str) -> str:
-        """What to compare candidate objects with: an unknown noun phrase if one follows a determiner, else the action."""
+        """What to compare candidate objects with: an unknown noun phrase after a determiner, else the action."""
         for index, _ in parsed.unknown:
             if index > 0 and parsed.words[index - 1] in ("the", "a", "an", "my", "this", "that") and not patient:
                 return self._noun_phrase(parsed, index)
@@ -271,7 +272,9 @@ class PartReasoner:
     def part_for_object(self, resolution: InstructionResolution, object_name: str) -> str:
         """The part this resolution's task needs on another object (a backend may recognise a different one)."""
         entry = self.kb.objects[object_name]
-        explicit = [Mention("part", resolution.named_part, 0, 0, resolution.named_part)] if resolution.named_part else []
+        explicit: list[Mention] = []
+        if resolution.named_part:
+            explicit = [Mention("part", resolution.named_part, 0, 0, resolution.named_part)]
         return self._part_for(entry, resolution.action, resolution.affordance, resolution.mode, explicit, None).name
 
     # --- main entry --------------------------------------------------------
@@ -294,7 +297,8 @@ class PartReasoner:
             action_entry = self.kb.actions[DEFAULT_ACTION]
             reasons.append(f"no action recognised: assume '{DEFAULT_ACTION}'")
         else:
-            reasons.append(f"action '{action_entry.name}' (from '{action_mention.surface}') -> affordance '{action_entry.affordance}'")
+            reasons.append(f"action '{action_entry.name}' (from '{action_mention.surface}') "
+                           f"-> affordance '{action_entry.affordance}'")
 
         mode = "grasp"
         part_affordance = action_entry.affordance
@@ -325,7 +329,8 @@ class PartReasoner:
                 o for o in self.kb.objects.values()
                 if any(o.part_by_phrase(m.surface) for m in parsed.parts)
             ] if parsed.parts and not action_entry.needs_tool else []
-            pool = explicit_part_objects or self.kb.objects_affording(action_entry.affordance) or list(self.kb.objects.values())
+            pool = (explicit_part_objects or self.kb.objects_affording(action_entry.affordance)
+                    or list(self.kb.objects.values()))
             patient = patient or self._patient_noun(parsed, action_mention)
             query = self._ranking_query(parsed, action_mention, patient)
             tool_candidates = self._rank_objects(query, pool, action_entry.name)
@@ -417,7 +422,8 @@ class PartReasoner:
             sims = self.embedder.similarity([named.phrase], [normalise(v) for v in visible])[0]
             index = int(np.argmax(sims))
             if sims[index] >= self.similarity_threshold:
-                reasons.append(f"'{visible[index]}' in view is the closest to '{named.phrase}' (similarity {sims[index]:.2f})")
+                reasons.append(f"'{visible[index]}' in view is the closest to '{named.phrase}' "
+                               f"(similarity {sims[index]:.2f})")
                 return True, index, visible_entries[index] or entry, visible[index]
         label = entry.name if entry else (named.mention.surface if named else "")
         reasons.append(f"no object in view matches '{label}'")

@@ -59,7 +59,8 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
     if linear.dtype != np.float32:
         linear = linear.astype(np.float64)
     linear = np.clip(linear, 0.0, 1.0)
-    return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * np.power(linear, 1.0 / 2.4) - 0.055).astype(linear.dtype)
+    encoded = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * np.power(linear, 1.0 / 2.4) - 0.055)
+    return encoded.astype(linear.dtype)
 
 
 def linear_color(name: str, rng: np.random.Generator | None = None, jitter: float = 0.06) -> tuple[float, float, float]:

@@ -216,26 +216,29 @@ def _sponge(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     top = soft.vertices[:, 2].max()
     scour = rounded_box((sx, sy, 0.008), 0.003)
     scour = scour.translated((0.0, 0.0, top + 0.004))
-    return [ObjectPart("sponge", soft, linear_color(color, rng)), ObjectPart("scouring_pad", scour, linear_color("green", rng))]
+    return [ObjectPart("sponge", soft, linear_color(color, rng)),
+            ObjectPart("scouring_pad", scour, linear_color("green", rng))]
 
 
 @_builder("feather_duster", "brown")
 def _feather_duster(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     length, radius = jittered(rng, 0.2), jittered(rng, 0.009)
     handle = _along_x(capsule(radius, length, 14, 4), 0.03)
-    feathers = ellipsoid((jittered(rng, 0.09), jittered(rng, 0.045), 0.03), 18, 8).translated((length + 0.07, 0.0, 0.03))
+    feathers = ellipsoid((jittered(rng, 0.09), jittered(rng, 0.045), 0.03), 18, 8).translated(
+        (length + 0.07, 0.0, 0.03))
     bumps = [sphere(jittered(rng, 0.02, 0.3), 10, 5).translated((length + 0.07 + rng.uniform(-0.06, 0.06),
                                                           rng.uniform(-0.03, 0.03), 0.03 + rng.uniform(0.0, 0.02)))
              for _ in range(6)]
     return [ObjectPart("handle", handle, linear_color(color, rng)),
-            ObjectPart("feathers", merge([feathers, *bumps]), linear_color(_pick(rng, ["pink", "grey", "black", "purple"]), rng))]
+            ObjectPart("feathers", merge([feathers, *bumps]),
+                       linear_color(_pick(rng, ["pink", "grey", "black", "purple"]), rng))]
 
 
 @_builder("books", "blue")
 def _books(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     """A small stack of books: covers in varied colours, pages visible on three sides."""
     covers, pages, z = [], [], 0.0
-    for i in range(int(rng.integers(2, 4))):
+    for _ in range(int(rng.integers(2, 4))):
         sx, sy, sz = jittered(rng, 0.22, 0.15), jittered(rng, 0.15, 0.15), jittered(rng, 0.03, 0.3)
         yaw = rng.uniform(-0.25, 0.25)
         shell = box((sx, sy, sz)).translated((0.0, 0.0, z + sz / 2))
@@ -244,7 +247,8 @@ def _books(rng: np.random.Generator, color: str) -> list[ObjectPart]:
         pages.append(paper.transformed(rotation("z", yaw)))
         z += sz
     cover_mesh = merge(covers)
-    return [ObjectPart("cover", cover_mesh, linear_color(color, rng)), ObjectPart("pages", merge(pages), linear_color("off_white", rng))]
+    return [ObjectPart("cover", cover_mesh, linear_color(color, rng)),
+            ObjectPart("pages", merge(pages), linear_color("off_white", rng))]
 
 
 @_builder("plate", "white")
@@ -296,13 +300,16 @@ def _daisy(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     radii = np.where(np.arange(2 * k) % 2 == 0, radius, radius * 0.35)
     petals = extruded_polygon(np.column_stack([radii * np.cos(angles), radii * np.sin(angles)]), 0.002)
     # The head faces up and slightly toward the stem end, resting on its petals.
-    petals = petals.transformed(rotation("y", 0.35)).translated((head[0] + radius * 0.7, head[1], radius * 0.45 + 0.004))
+    petals = petals.transformed(rotation("y", 0.35)).translated(
+        (head[0] + radius * 0.7, head[1], radius * 0.45 + 0.004))
     centre = ellipsoid((radius * 0.32, radius * 0.32, 0.006), 14, 6).transformed(rotation("y", 0.35))
     centre = centre.translated((head[0] + radius * 0.7 - 0.001, head[1], radius * 0.45 + 0.008))
     leaves = merge([_leaf(jittered(rng, 0.05), jittered(rng, 0.016)).transformed(rotation("z", s * 0.6)).translated(
         (head[0] * f, 0.0, 0.004)) for s, f in ((1, 0.35), (-1, 0.55))])
-    return [ObjectPart("stem", stem, linear_color("green", rng)), ObjectPart("petals", petals, linear_color(color, rng, 0.03)),
-            ObjectPart("center", centre, linear_color("yellow", rng)), ObjectPart("leaves", leaves, linear_color("dark_green", rng))]
+    return [ObjectPart("stem", stem, linear_color("green", rng)),
+            ObjectPart("petals", petals, linear_color(color, rng, 0.03)),
+            ObjectPart("center", centre, linear_color("yellow", rng)),
+            ObjectPart("leaves", leaves, linear_color("dark_green", rng))]
 
 
 @_builder("rose", "red")
@@ -317,8 +324,10 @@ def _rose(rng: np.random.Generator, color: str) -> list[ObjectPart]:
         (head[0] - 0.006, head[1], r + 0.004))
     leaves = merge([_leaf(jittered(rng, 0.04), jittered(rng, 0.02)).transformed(rotation("z", s * 0.7)).translated(
         (head[0] * f, 0.0, 0.004)) for s, f in ((1, 0.4), (-1, 0.6), (1, 0.75))])
-    return [ObjectPart("stem", stem, linear_color("dark_green", rng)), ObjectPart("bloom", merge(bloom_parts), linear_color(color, rng)),
-            ObjectPart("sepals", sepals, linear_color("green", rng)), ObjectPart("leaves", leaves, linear_color("green", rng))]
+    return [ObjectPart("stem", stem, linear_color("dark_green", rng)),
+            ObjectPart("bloom", merge(bloom_parts), linear_color(color, rng)),
+            ObjectPart("sepals", sepals, linear_color("green", rng)),
+            ObjectPart("leaves", leaves, linear_color("green", rng))]
 
 
 @_builder("vase", "teal")
@@ -351,7 +360,8 @@ def _teacup(rng: np.random.Generator, color: str) -> list[ObjectPart]:
                     (saucer_r * 0.6, 0.007), (0.0, 0.007)], 32)
     cup = lathe([(0.0, 0.007), (r * 0.55, 0.007), (r * 0.8, h * 0.35), (r, h), (r * 0.94, h), (r * 0.75, h * 0.35),
                  (r * 0.5, 0.013), (0.0, 0.013)], 32)
-    handle = _handle_ring(jittered(rng, 0.016), 0.0045).transformed(rotation("z", np.pi)).translated((-r * 0.95, 0.0, h * 0.6))
+    handle = _handle_ring(jittered(rng, 0.016), 0.0045).transformed(rotation("z", np.pi)).translated(
+        (-r * 0.95, 0.0, h * 0.6))
     col = linear_color(color, rng)
     accent = linear_color(_pick(rng, ["blue", "pink", "light_green", "white"]), rng)
     return [ObjectPart("cup", cup, col), ObjectPart("handle", handle, col), ObjectPart("saucer", saucer, accent)]
@@ -370,18 +380,22 @@ def _tape_measure(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     hook = box((0.003, depth * 0.65, 0.01)).translated((s / 2 + 0.02, 0.0, 0.005))
     button = box((0.012, 0.01, 0.02)).translated((s * 0.2, 0.0, s + 0.004))
     clip = box((s * 0.7, 0.004, s * 0.5)).translated((-0.005, -depth / 2 - 0.002, s * 0.55))
-    return [ObjectPart("case", case, linear_color(color, rng)), ObjectPart("tape", merge([tape, hook]), linear_color("light_yellow", rng)),
-            ObjectPart("lock_button", button, linear_color("black", rng)), ObjectPart("clip", clip, linear_color("silver", rng))]
+    return [ObjectPart("case", case, linear_color(color, rng)),
+            ObjectPart("tape", merge([tape, hook]), linear_color("light_yellow", rng)),
+            ObjectPart("lock_button", button, linear_color("black", rng)),
+            ObjectPart("clip", clip, linear_color("silver", rng))]
 
 
 @_builder("screwdriver", "red")
 def _screwdriver(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     hl, hr = jittered(rng, 0.1), jittered(rng, 0.015)
-    handle = _along_x(lathe([(0.0, 0.0), (hr * 0.8, 0.0), (hr, 0.01), (hr, hl * 0.8), (hr * 0.7, hl), (0.0, hl)], 14), hr)
+    handle = _along_x(lathe([(0.0, 0.0), (hr * 0.8, 0.0), (hr, 0.01), (hr, hl * 0.8), (hr * 0.7, hl), (0.0, hl)], 14),
+                      hr)
     sl = jittered(rng, 0.1, 0.25)
     shaft = _along_x(cylinder(0.003, sl, 10), hr).translated((hl, 0.0, 0.0))
     tip = _along_x(frustum(0.003, 0.001, 0.008, 10), hr).translated((hl + sl, 0.0, 0.0))
-    return [ObjectPart("handle", handle, linear_color(color, rng)), ObjectPart("shaft", shaft, linear_color("steel", rng)),
+    return [ObjectPart("handle", handle, linear_color(color, rng)),
+            ObjectPart("shaft", shaft, linear_color("steel", rng)),
             ObjectPart("tip", tip, linear_color("steel", rng))]
 
 
@@ -399,7 +413,8 @@ def _wire_cutters(rng: np.random.Generator, color: str) -> list[ObjectPart]:
                                                  (0.0, side * 0.01)], 0.006)).translated((0.0, 0.0, 0.005))
                   for side in (-1.0, 1.0)])
     pivot = cylinder(0.007, 0.014, 14).translated((0.0, 0.0, 0.001))
-    return [ObjectPart("handles", merge(arms), linear_color(color, rng)), ObjectPart("jaws", jaws, linear_color("steel", rng)),
+    return [ObjectPart("handles", merge(arms), linear_color(color, rng)),
+            ObjectPart("jaws", jaws, linear_color("steel", rng)),
             ObjectPart("pivot", pivot, linear_color("silver", rng))]
 
 
@@ -424,8 +439,10 @@ def _soldering_iron(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     t = np.linspace(0.0, 1.0, n)
     cord_pts = np.column_stack([-0.12 * t, 0.05 * np.sin(t * 3.0), hr * (1.0 - t) + 0.004 * t])
     cord = bent_tube(cord_pts, 0.0035, sides=8)
-    return [ObjectPart("handle", handle, linear_color(color, rng)), ObjectPart("barrel", barrel, linear_color("silver", rng)),
-            ObjectPart("tip", tip, linear_color("dark_grey", rng)), ObjectPart("cord", cord, linear_color("black", rng))]
+    return [ObjectPart("handle", handle, linear_color(color, rng)),
+            ObjectPart("barrel", barrel, linear_color("silver", rng)),
+            ObjectPart("tip", tip, linear_color("dark_grey", rng)),
+            ObjectPart("cord", cord, linear_color("black", rng))]
 
 
 @_builder("hammer", "brown")
@@ -436,11 +453,13 @@ def _hammer(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     head_len = jittered(rng, 0.11)
     head = merge([
         box((0.03, head_len * 0.55, 0.026)).translated((hl + 0.01, head_len * 0.2, 0.013)),
-        cylinder(0.014, head_len * 0.35, 14).transformed(rotation("x", -np.pi / 2)).translated((hl + 0.01, head_len * 0.45, 0.014)),
+        cylinder(0.014, head_len * 0.35, 14).transformed(rotation("x", -np.pi / 2))
+        .translated((hl + 0.01, head_len * 0.45, 0.014)),
         extruded_polygon([(-0.012, 0.0), (0.012, 0.0), (0.02, -head_len * 0.45), (0.008, -head_len * 0.5)], 0.02)
         .translated((hl + 0.01, 0.0, 0.012)),
     ])
-    return [ObjectPart("handle", handle, linear_color(color, rng)), ObjectPart("head", head, linear_color("dark_grey", rng))]
+    return [ObjectPart("handle", handle, linear_color(color, rng)),
+            ObjectPart("head", head, linear_color("dark_grey", rng))]
 
 
 # ----------------------------------------------------------------- knives and what they cut
@@ -453,7 +472,8 @@ def _knife(rng: np.random.Generator, color: str, blade_len: float, blade_w: floa
     # Lying on its side: the blade is a flat plate on the table, the handle is thicker.
     blade = extruded_polygon(_blade_outline(blade_len, blade_w, tip, serration), 0.002)
     blade = blade.translated((0.0, -blade_w * 0.45, 0.001))
-    return [ObjectPart("handle", handle, linear_color(color, rng)), ObjectPart("blade", blade, linear_color("steel", rng))]
+    return [ObjectPart("handle", handle, linear_color(color, rng)),
+            ObjectPart("blade", blade, linear_color("steel", rng))]
 
 
 @_builder("bread_knife", "black")
@@ -473,7 +493,8 @@ def _box_cutter(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     slider = box((0.02, 0.01, 0.006)).translated((-bl * 0.4, 0.0, 0.02))
     blade = _lying_flat(extruded_polygon([(0.0, -bw * 0.35), (0.028, -bw * 0.35), (0.016, bw * 0.3), (0.0, bw * 0.3)],
                                          0.0015)).translated((0.0, 0.0, 0.008))
-    return [ObjectPart("handle", body, linear_color(color, rng)), ObjectPart("slider", slider, linear_color("black", rng)),
+    return [ObjectPart("handle", body, linear_color(color, rng)),
+            ObjectPart("slider", slider, linear_color("black", rng)),
             ObjectPart("blade", blade, linear_color("silver", rng))]
 
 
@@ -519,15 +540,19 @@ def _camera(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     sx, sy, sz = jittered(rng, 0.13), jittered(rng, 0.07), jittered(rng, 0.09)
     body = rounded_box((sx, sy, sz), 0.012).translated((0.0, 0.0, sz / 2))
     lr = jittered(rng, 0.03)
-    lens = cylinder(lr, jittered(rng, 0.06), 24).transformed(rotation("x", -np.pi / 2)).translated((0.01, sy / 2 - 0.002, sz * 0.45))
+    lens = cylinder(lr, jittered(rng, 0.06), 24).transformed(rotation("x", -np.pi / 2)).translated(
+        (0.01, sy / 2 - 0.002, sz * 0.45))
     button = cylinder(0.006, 0.006, 12).translated((sx * 0.3, 0.0, sz))
     # The strap runs from both lugs and lies in a loop on the table behind the camera.
     n = 28
     t = np.linspace(0.0, np.pi, n)
-    loop = np.column_stack([(sx / 2 + 0.004) * np.cos(t), -sy / 2 - jittered(rng, 0.12) * np.sin(t), sz * 0.85 * np.abs(np.cos(t)) ** 3 + 0.003])
+    loop = np.column_stack([(sx / 2 + 0.004) * np.cos(t), -sy / 2 - jittered(rng, 0.12) * np.sin(t),
+                            sz * 0.85 * np.abs(np.cos(t)) ** 3 + 0.003])
     strap = bent_tube(loop, 0.004, sides=8)
-    return [ObjectPart("body", body, linear_color(color, rng)), ObjectPart("lens", lens, linear_color("dark_grey", rng)),
-            ObjectPart("shutter_button", button, linear_color("silver", rng)), ObjectPart("strap", strap, linear_color(_pick(rng, ["brown", "red", "navy", "black"]), rng))]
+    return [ObjectPart("body", body, linear_color(color, rng)),
+            ObjectPart("lens", lens, linear_color("dark_grey", rng)),
+            ObjectPart("shutter_button", button, linear_color("silver", rng)),
+            ObjectPart("strap", strap, linear_color(_pick(rng, ["brown", "red", "navy", "black"]), rng))]
 
 
 @_builder("sunglasses", "black")
@@ -538,10 +563,12 @@ def _sunglasses(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     lenses, rims = [], []
     for side in (-1.0, 1.0):
         centre_x = side * (gap / 2 + lw / 2)
-        lens = extruded_polygon(lens_outline, 0.002).transformed(rotation("x", np.pi / 2)).translated((centre_x, 0.0, lh / 2 + 0.004))
+        lens = extruded_polygon(lens_outline, 0.002).transformed(rotation("x", np.pi / 2)).translated(
+            (centre_x, 0.0, lh / 2 + 0.004))
         lenses.append(lens)
         rims.append(bent_tube(np.column_stack([centre_x + (lw / 2 + 0.002) * np.cos(np.linspace(0, np.pi, 10)),
-                                               np.zeros(10), lh / 2 + 0.004 + (lh / 2 + 0.002) * np.sin(np.linspace(0, np.pi, 10))]),
+                                               np.zeros(10),
+                                               lh / 2 + 0.004 + (lh / 2 + 0.002) * np.sin(np.linspace(0, np.pi, 10))]),
                               0.0025, sides=6))
     bridge = segment_between((-gap / 2 - 0.002, 0.0, lh * 0.8), (gap / 2 + 0.002, 0.0, lh * 0.8), 0.0025, 8)
     tl = jittered(rng, 0.13)
@@ -550,7 +577,8 @@ def _sunglasses(rng: np.random.Generator, color: str) -> list[ObjectPart]:
                                 (side * (gap / 2 + lw + 0.004), tl, lh * 0.25)], 0.0025, sides=6)
                      for side in (-1.0, 1.0)])
     frame_col = linear_color(color, rng)
-    return [ObjectPart("lenses", merge(lenses), linear_color("dark_grey", rng, 0.02)), ObjectPart("frame", merge([*rims, bridge]), frame_col),
+    return [ObjectPart("lenses", merge(lenses), linear_color("dark_grey", rng, 0.02)),
+            ObjectPart("frame", merge([*rims, bridge]), frame_col),
             ObjectPart("temples", temples, frame_col)]
 
 
@@ -558,7 +586,8 @@ def _sunglasses(rng: np.random.Generator, color: str) -> list[ObjectPart]:
 def _lightbulb(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     r = jittered(rng, 0.03)
     bl = jittered(rng, 0.027)
-    base = lathe([(0.0, 0.0), (0.006, 0.0), (0.009, 0.004)] + [(0.0125 + 0.0012 * (i % 2), 0.004 + bl * i / 8) for i in range(9)]
+    base = lathe([(0.0, 0.0), (0.006, 0.0), (0.009, 0.004)]
+                 + [(0.0125 + 0.0012 * (i % 2), 0.004 + bl * i / 8) for i in range(9)]
                  + [(0.013, bl + 0.004), (0.0, bl + 0.004)], 20)
     bulb = lathe([(0.0, bl + 0.002), (0.012, bl + 0.002), (0.014, bl + 0.02), (r, bl + 0.02 + r * 0.9),
                   (r * 0.85, bl + 0.02 + r * 1.5), (r * 0.45, bl + 0.02 + r * 1.9), (0.0, bl + 0.02 + r * 2.0)], 24)
@@ -566,7 +595,8 @@ def _lightbulb(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     base, bulb = base.transformed(lying), bulb.transformed(lying)
     z0 = min(base.vertices[:, 2].min(), bulb.vertices[:, 2].min())
     lift = (0.0, 0.0, -z0)
-    return [ObjectPart("bulb", bulb.translated(lift), linear_color(color, rng, 0.03)), ObjectPart("base", base.translated(lift), linear_color("silver", rng))]
+    return [ObjectPart("bulb", bulb.translated(lift), linear_color(color, rng, 0.03)),
+            ObjectPart("base", base.translated(lift), linear_color("silver", rng))]
 
 
 # ----------------------------------------------------------------- cords
@@ -589,7 +619,8 @@ def _power_strip(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     sx, sy, sz = jittered(rng, 0.25), jittered(rng, 0.055), jittered(rng, 0.035)
     body = rounded_box((sx, sy, sz), 0.008).translated((0.0, 0.0, sz / 2))
     n_sockets = int(rng.integers(3, 6))
-    sockets = merge([box((0.026, 0.03, 0.003)).translated((-sx * 0.38 + i * sx * 0.7 / (n_sockets - 1) * 0.9, 0.0, sz + 0.0015))
+    sockets = merge([box((0.026, 0.03, 0.003)).translated(
+                         (-sx * 0.38 + i * sx * 0.7 / (n_sockets - 1) * 0.9, 0.0, sz + 0.0015))
                      for i in range(n_sockets)])
     switch = box((0.02, 0.025, 0.008)).translated((sx * 0.42, 0.0, sz + 0.003))
     cord_pts = _cord_path(rng, np.array([-sx / 2, 0.0, sz / 2]), jittered(rng, 0.22))
@@ -600,7 +631,8 @@ def _power_strip(rng: np.random.Generator, color: str) -> list[ObjectPart]:
                   box((0.015, 0.002, 0.006)).translated((0.042, 0.006, 0.01)),
                   box((0.015, 0.002, 0.006)).translated((0.042, -0.006, 0.01))])
     plug = plug.transformed(rotation("z", heading)).translated((end[0], end[1], 0.0))
-    return [ObjectPart("body", body, linear_color(color, rng)), ObjectPart("sockets", sockets, linear_color("dark_grey", rng)),
+    return [ObjectPart("body", body, linear_color(color, rng)),
+            ObjectPart("sockets", sockets, linear_color("dark_grey", rng)),
             ObjectPart("switch", switch, linear_color("red", rng)), ObjectPart("cord", cord, linear_color(color, rng)),
             ObjectPart("plug", plug, linear_color(color, rng))]
 
@@ -610,7 +642,8 @@ def _usb_dongle(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     bl = jittered(rng, 0.045)
     body = rounded_box((bl, 0.02, 0.009), 0.003).translated((0.0, 0.0, 0.0045))
     connector = box((0.013, 0.012, 0.0045)).translated((bl / 2 + 0.0065, 0.0, 0.0045))
-    return [ObjectPart("body", body, linear_color(color, rng)), ObjectPart("connector", connector, linear_color("silver", rng))]
+    return [ObjectPart("body", body, linear_color(color, rng)),
+            ObjectPart("connector", connector, linear_color("silver", rng))]
 
 
 @_builder("connector_cable", "black")
@@ -619,7 +652,8 @@ def _connector_cable(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     housing = rounded_box((hl, 0.016, 0.01), 0.003).translated((0.0, 0.0, 0.005))
     tip = box((0.012, 0.009, 0.004)).translated((hl / 2 + 0.006, 0.0, 0.005))
     cable = bent_tube(_cord_path(rng, np.array([-hl / 2, 0.0, 0.005]), jittered(rng, 0.25)), 0.0028, sides=8)
-    return [ObjectPart("connector", housing, linear_color(color, rng)), ObjectPart("plug_tip", tip, linear_color("silver", rng)),
+    return [ObjectPart("connector", housing, linear_color(color, rng)),
+            ObjectPart("plug_tip", tip, linear_color("silver", rng)),
             ObjectPart("cable", cable, linear_color(color, rng))]
 
 
@@ -632,7 +666,8 @@ def _ice_cream(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     cone = frustum(cr, 0.002, cl, 20).transformed(rotation("y", np.pi / 2))
     scoop = sphere(cr * 1.15, 20, 10).translated((-cr * 0.5, 0.0, 0.0))
     lift = (0.0, 0.0, cr * 1.15)
-    return [ObjectPart("cone", cone.translated(lift), linear_color("tan", rng)), ObjectPart("scoop", scoop.translated(lift), linear_color(color, rng))]
+    return [ObjectPart("cone", cone.translated(lift), linear_color("tan", rng)),
+            ObjectPart("scoop", scoop.translated(lift), linear_color(color, rng))]
 
 
 @_builder("lollipop", "red")
@@ -641,7 +676,8 @@ def _lollipop(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     candy = cylinder(r, jittered(rng, 0.01), 24)
     sl = jittered(rng, 0.1)
     stick = _along_x(cylinder(0.0022, sl, 8), 0.004).translated((r * 0.6, 0.0, 0.0))
-    return [ObjectPart("candy", candy, linear_color(color, rng)), ObjectPart("stick", stick, linear_color("white", rng))]
+    return [ObjectPart("candy", candy, linear_color(color, rng)),
+            ObjectPart("stick", stick, linear_color("white", rng))]
 
 
 @_builder("apple", "red")
@@ -649,7 +685,8 @@ def _apple(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     r = jittered(rng, 0.038)
     fruit = ellipsoid((r, r, r * 0.9), 20, 10).translated((0.0, 0.0, r * 0.9))
     stalk = cylinder(0.002, 0.015, 6).translated((0.0, 0.0, r * 1.7))
-    return [ObjectPart("fruit", fruit, linear_color(color, rng)), ObjectPart("stalk", stalk, linear_color("brown", rng))]
+    return [ObjectPart("fruit", fruit, linear_color(color, rng)),
+            ObjectPart("stalk", stalk, linear_color("brown", rng))]
 
 
 @_builder("can", "silver")
@@ -664,7 +701,8 @@ def _can(rng: np.random.Generator, color: str) -> list[ObjectPart]:
 @_builder("wrapper", "orange")
 def _wrapper(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     sheet = rounded_box((jittered(rng, 0.09, 0.3), jittered(rng, 0.05, 0.3), 0.006), 0.003)
-    return [ObjectPart("wrapper", _lying_flat(sheet.transformed(rotation("x", rng.uniform(-0.1, 0.1)))), linear_color(color, rng))]
+    return [ObjectPart("wrapper", _lying_flat(sheet.transformed(rotation("x", rng.uniform(-0.1, 0.1)))),
+                       linear_color(color, rng))]
 
 
 @_builder("block", "green")
@@ -686,7 +724,8 @@ def _wine_bottle(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     cork = cylinder(nr * 0.85, jittered(rng, 0.018), 16).translated((0.0, 0.0, h + nh + 0.007))
     label = cylinder(r + 0.0008, h * 0.45, 28, capped=False).translated((0.0, 0.0, h * 0.3))
     return [ObjectPart("body", body, linear_color(color, rng)), ObjectPart("neck", neck, linear_color(color, rng)),
-            ObjectPart("cork", cork, linear_color("cork", rng)), ObjectPart("label", label, linear_color(_pick(rng, ["cream", "white", "beige"]), rng))]
+            ObjectPart("cork", cork, linear_color("cork", rng)),
+            ObjectPart("label", label, linear_color(_pick(rng, ["cream", "white", "beige"]), rng))]
 
 
 @_builder("corkscrew", "silver")
@@ -710,14 +749,16 @@ def _saucepan(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     r, h = jittered(rng, 0.08), jittered(rng, 0.08)
     pot = tube(r, r - 0.003, h, 36, floor=0.005)
     hl = jittered(rng, 0.15)
-    handle = rounded_box((hl, 0.028, 0.016), 0.007).transformed(rotation("y", -0.2)).translated((r + hl / 2 - 0.005, 0.0, h * 0.8 + hl * 0.1))
-    lid = lathe([(0.0, h + 0.012), (r * 0.6, h + 0.01), (r + 0.003, h + 0.001), (r + 0.003, h - 0.003), (r - 0.004, h - 0.003),
-                 (0.0, h + 0.006)], 36)
+    handle = rounded_box((hl, 0.028, 0.016), 0.007).transformed(rotation("y", -0.2)).translated(
+        (r + hl / 2 - 0.005, 0.0, h * 0.8 + hl * 0.1))
+    lid = lathe([(0.0, h + 0.012), (r * 0.6, h + 0.01), (r + 0.003, h + 0.001), (r + 0.003, h - 0.003),
+                 (r - 0.004, h - 0.003), (0.0, h + 0.006)], 36)
     knob = merge([cylinder(0.006, 0.012, 12).translated((0.0, 0.0, h + 0.011)),
                   ellipsoid((0.018, 0.018, 0.008), 16, 6).translated((0.0, 0.0, h + 0.024))])
     handle_col = linear_color(_pick(rng, ["black", "dark_grey", "wood"]), rng)
     return [ObjectPart("pot", pot, linear_color(color, rng)), ObjectPart("handle", handle, handle_col),
-            ObjectPart("lid", lid, linear_color(_pick(rng, ["glass", "silver"]), rng)), ObjectPart("knob", knob, handle_col)]
+            ObjectPart("lid", lid, linear_color(_pick(rng, ["glass", "silver"]), rng)),
+            ObjectPart("knob", knob, handle_col)]
 
 
 @_builder("pasta_box", "blue")
@@ -725,7 +766,8 @@ def _pasta_box(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     sx, sy, sz = jittered(rng, 0.2), jittered(rng, 0.07), jittered(rng, 0.05)
     shell = box((sx, sy, sz)).translated((0.0, 0.0, sz / 2))
     window = box((sx * 0.4, sy * 0.5, 0.002)).translated((0.0, 0.0, sz + 0.001))
-    return [ObjectPart("box", shell, linear_color(color, rng)), ObjectPart("window", window, linear_color("light_yellow", rng))]
+    return [ObjectPart("box", shell, linear_color(color, rng)),
+            ObjectPart("window", window, linear_color("light_yellow", rng))]
 
 
 # ----------------------------------------------------------------- cleaning
@@ -756,7 +798,8 @@ def _tissue_box(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     slot = plate(sx * 0.5, sy * 0.2, 0.001).translated((0.0, 0.0, sz))
     tissue = extruded_polygon([(-0.05, 0.0), (0.05, 0.0), (0.035, 0.07), (0.0, 0.085), (-0.04, 0.06)], 0.002)
     tissue = tissue.transformed(rotation("x", np.pi / 2 - rng.uniform(0.0, 0.5))).translated((0.0, 0.0, sz))
-    return [ObjectPart("body", shell, linear_color(color, rng)), ObjectPart("slot", slot, linear_color("dark_grey", rng)),
+    return [ObjectPart("body", shell, linear_color(color, rng)),
+            ObjectPart("slot", slot, linear_color("dark_grey", rng)),
             ObjectPart("tissue", tissue, linear_color("white", rng, 0.02))]
 
 
@@ -774,6 +817,7 @@ def _spray_bottle(rng: np.random.Generator, color: str) -> list[ObjectPart]:
     trigger = trigger.transformed(rotation("x", np.pi / 2)).translated((0.038, 0.0, top - 0.002))
     trigger_col = linear_color(_pick(rng, ["white", "black", "grey"]), rng)
     label = cylinder(r + 0.0008, h * 0.45, 28, capped=False).translated((0.0, 0.0, h * 0.25))
-    return [ObjectPart("body", body, linear_color(color, rng)), ObjectPart("label", label, linear_color(_pick(rng, ["white", "cream"]), rng)),
+    return [ObjectPart("body", body, linear_color(color, rng)),
+            ObjectPart("label", label, linear_color(_pick(rng, ["white", "cream"]), rng)),
             ObjectPart("cap", cap, trigger_col), ObjectPart("head", head, trigger_col),
             ObjectPart("trigger", trigger, trigger_col), ObjectPart("nozzle", nozzle, linear_color("dark_grey", rng))]

@@ -95,7 +95,8 @@ def lathe(profile: Sequence[tuple[float, float]], segments: int = 32, arc: float
     theta = np.linspace(0.0, arc, n_theta, endpoint=not full)
     radius, height = prof[:, 0:1], prof[:, 1:2]
     verts = np.stack(
-        [radius * np.cos(theta)[None, :], radius * np.sin(theta)[None, :], np.broadcast_to(height, (len(prof), n_theta))],
+        [radius * np.cos(theta)[None, :], radius * np.sin(theta)[None, :],
+         np.broadcast_to(height, (len(prof), n_theta))],
         axis=-1,
     ).reshape(-1, 3)
     tris = _grid_triangles(len(prof), n_theta, wrap_cols=full)
@@ -126,7 +127,10 @@ def tube(outer_radius: float, inner_radius: float, height: float, segments: int 
             (inner_radius, floor), (0.0, floor),
         ]
     else:
-        profile = [(inner_radius, 0.0), (outer_radius, 0.0), (outer_radius, height), (inner_radius, height), (inner_radius, 0.0)]
+        profile = [
+            (inner_radius, 0.0), (outer_radius, 0.0), (outer_radius, height), (inner_radius, height),
+            (inner_radius, 0.0),
+        ]
     return lathe(profile, segments)
 
 

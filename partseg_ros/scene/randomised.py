@@ -283,7 +283,8 @@ def random_scene(seed: int, settings: DomainSettings, kinds: Optional[Sequence[s
     return RandomisedScene(scene, materials, textures, settings.name, [o.kind for o in placed])
 
 
-def random_camera(scene: Scene, settings: DomainSettings, rng: np.random.Generator) -> tuple[CameraIntrinsics, np.ndarray, str]:
+def random_camera(scene: Scene, settings: DomainSettings,
+                  rng: np.random.Generator) -> tuple[CameraIntrinsics, np.ndarray, str]:
     """(intrinsics, world_from_camera, preset name) for a tabletop view of the scene."""
     preset = str(rng.choice(settings.cameras))
     base = CAMERA_PRESETS[preset]
@@ -300,7 +301,8 @@ def random_camera(scene: Scene, settings: DomainSettings, rng: np.random.Generat
     return k, pose, preset
 
 
-def render_randomised(randomised: RandomisedScene, settings: DomainSettings, view_seed: int) -> tuple[RenderedView, dict]:
+def render_randomised(randomised: RandomisedScene, settings: DomainSettings,
+                      view_seed: int) -> tuple[RenderedView, dict]:
     """One frame of a randomised scene and a record of the draws (camera, sensor, light)."""
     rng = np.random.default_rng([randomised.scene.seed, view_seed, 0x56494557])
     scene = randomised.scene
@@ -331,7 +333,8 @@ def render_randomised(randomised: RandomisedScene, settings: DomainSettings, vie
     pattern = np.sin(world[..., 0] * freq + np.sin(world[..., 1] * freq * 0.7) * 2.0 + world[..., 2] * freq * 0.5)
     albedo *= (1.0 + texture_lut[frame.mesh_index] * pattern)[..., None]
     coarse = rng.normal(0.0, 1.0, (h // 16 + 2, w // 16 + 2))
-    albedo *= (1.0 + 0.06 * ndimage.zoom(coarse, (h / coarse.shape[0], w / coarse.shape[1]), order=1)[:h, :w])[..., None]
+    smooth = ndimage.zoom(coarse, (h / coarse.shape[0], w / coarse.shape[1]), order=1)[:h, :w]
+    albedo *= (1.0 + 0.06 * smooth)[..., None]
     light_cam = (pose[:3, :3].T @ light).astype(np.float32)
     ambient = float(rng.uniform(0.15, 0.5))
     radiance = lit_radiance(albedo, frame, cam_points, light_cam, ambient=ambient,

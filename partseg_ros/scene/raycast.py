@@ -48,7 +48,7 @@ class RayCastFrame:
         return self.mesh_index >= 0
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray | tuple = (0.0, 0.0, 1.0)) -> np.ndarray:
     """world_from_camera for an optical frame (z forward, x right, y down) at eye looking at target."""
     eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
     z = target - eye

@@ -84,8 +84,9 @@ class GroundedSamBackend(PartGroundingBackend):
         super().__init__(
             detector=detector, detector_type=detector_type, sam=sam, segmenter=segmenter, sam3=sam3, device=device,
             dtype=dtype, profile=profile, max_input_side=max_input_side, object_threshold=object_threshold,
-            part_threshold=part_threshold, detector_scoring=detector_scoring, part_fallback_factor=part_fallback_factor, crop_margin=crop_margin,
-            max_part_area_ratio=max_part_area_ratio, max_instances=max_instances, cache_size=cache_size, **options,
+            part_threshold=part_threshold, detector_scoring=detector_scoring, part_fallback_factor=part_fallback_factor,
+            crop_margin=crop_margin, max_part_area_ratio=max_part_area_ratio, max_instances=max_instances,
+            cache_size=cache_size, **options,
         )
         if segmenter not in ("sam", "sam3"):
             raise ValueError(f"segmenter must be 'sam' or 'sam3', got {segmenter!r}")
@@ -95,7 +96,8 @@ class GroundedSamBackend(PartGroundingBackend):
             raise ValueError("max_instances must be >= 1")
         self.detector_source, self.detector_type, self.sam_source = detector, detector_type, sam
         self.segmenter_kind, self.sam3_source = segmenter, sam3
-        self.device_spec, self.dtype_spec, self.profile_spec, self.max_input_side = device, dtype, profile, max_input_side
+        self.device_spec, self.dtype_spec, self.profile_spec = device, dtype, profile
+        self.max_input_side = max_input_side
         # None: the default of the component that scores (SAM 3's official 0.3, else the detector's 0.1)
         default = SAM3_SCORE_THRESHOLD if segmenter == "sam3" else DETECTOR_THRESHOLD
         self.object_threshold = default if object_threshold is None else float(object_threshold)
@@ -114,7 +116,8 @@ class GroundedSamBackend(PartGroundingBackend):
         if self.segmenter_kind == "sam3":
             from partseg_ros.backends.sam3.segmenter import Sam3Segmenter
 
-            self.sam3 = Sam3Segmenter.from_pretrained(self.sam3_source, self.runtime.device, self.runtime.dtype, parameter="sam3")
+            self.sam3 = Sam3Segmenter.from_pretrained(self.sam3_source, self.runtime.device, self.runtime.dtype,
+                                                      parameter="sam3")
             LOG.info("Grounded-SAM (SAM 3 text prompts) loaded on %s", self.runtime.describe())
             return
         from partseg_ros.backends.grounded_sam.segmenter import SamBoxSegmenter
@@ -144,7 +147,8 @@ class GroundedSamBackend(PartGroundingBackend):
 
     def warmup(self) -> None:
         self.load()
-        elapsed = warm_up(lambda: self.ground(GroundingRequest(dummy_rgb(240, 320), "the handle of the mug")), repeats=2)
+        elapsed = warm_up(lambda: self.ground(GroundingRequest(dummy_rgb(240, 320), "the handle of the mug")),
+                          repeats=2)
         LOG.info("Grounded-SAM warm-up: %.0f ms per frame", elapsed)
 
     # ---- inference --------------------------------------------------------------------------------
@@ -163,7 +167,8 @@ class GroundedSamBackend(PartGroundingBackend):
                 inst.mask = resize_mask(inst.mask, height, width)
                 inst.box = mask_box(inst.mask)
         explanation += f" [object '{phrases.object_phrase}', part '{phrases.part_phrase}' from the {phrases.source}]"
-        return GroundingResult(instances, self.name, phrases.object_phrase, phrases.part_phrase, explanation, watch.timings_ms)
+        return GroundingResult(instances, self.name, phrases.object_phrase, phrases.part_phrase, explanation,
+                               watch.timings_ms)
 
     def _ground_phrases(self, rgb: np.ndarray, phrases: InstructionPhrases, hint: Optional[np.ndarray],
                         watch: Stopwatch) -> tuple[list[PartInstance], str]:
@@ -180,7 +185,8 @@ class GroundedSamBackend(PartGroundingBackend):
                 return [], f"no '{obj_name}' found (threshold {self.object_threshold})"
             obj_note = f"'{obj_name}' found with score {obj.score:.2f}{obj.note}"
         if not part_name:
-            inst = PartInstance(obj.mask, obj.score, obj_name, "", explanation=f"{obj_note}; the instruction names no part, whole object returned")
+            inst = PartInstance(obj.mask, obj.score, obj_name, "",
+                                explanation=f"{obj_note}; the instruction names no part, whole object returned")
             return [inst], inst.explanation
         with watch.span("part"):
             parts = self._find_parts(rgb, part_name, obj)

@@ -115,7 +115,8 @@ class Owlv2Detector(OpenVocabularyDetector):
         from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
         processor = Owlv2Processor.from_pretrained(Path(directory))
-        return cls(Owlv2ForObjectDetection.from_pretrained(Path(directory), dtype=runtime.dtype), processor, runtime, **kwargs)
+        model = Owlv2ForObjectDetection.from_pretrained(Path(directory), dtype=runtime.dtype)
+        return cls(model, processor, runtime, **kwargs)
 
     def _image_state(self, rgb: np.ndarray):
         """Patch features and their boxes: everything that depends on the image alone."""
@@ -181,13 +182,15 @@ class GroundingDinoDetector(OpenVocabularyDetector):
 
         text = phrase.strip().rstrip(".") + "."
         inputs = self.processor(images=rgb, text=text, return_tensors="pt")
-        inputs = {k: (v.to(self.runtime.device, self.runtime.dtype) if v.is_floating_point() else v.to(self.runtime.device))
+        inputs = {k: (v.to(self.runtime.device, self.runtime.dtype) if v.is_floating_point()
+                      else v.to(self.runtime.device))
                   for k, v in inputs.items() if isinstance(v, torch.Tensor)}
         outputs = self.model(**inputs)
         ids = inputs["input_ids"][0]
         logits = outputs.logits[0, :, : ids.shape[0]].float().sigmoid()
         if self.scoring == "phrase_tokens":
-            special = set(self.processor.tokenizer.all_special_ids) | set(self.processor.tokenizer.convert_tokens_to_ids(["."]))
+            tokenizer = self.processor.tokenizer
+            special = set(tokenizer.all_special_ids) | set(tokenizer.convert_tokens_to_ids(["."]))
             phrase_tokens = torch.tensor([int(t) not in special for t in ids], device=ids.device)
             logits = logits[:, phrase_tokens] if phrase_tokens.any() else logits
         scores = logits.max(dim=-1).values
@@ -197,7 +200,8 @@ class GroundingDinoDetector(OpenVocabularyDetector):
         import torch
 
         with torch.inference_mode():
-            scores, cxcywh = self.image_cache.get_or_compute((image_key(rgb), phrase), lambda: self._answer(rgb, phrase))
+            scores, cxcywh = self.image_cache.get_or_compute((image_key(rgb), phrase),
+                                                             lambda: self._answer(rgb, phrase))
         height, width = rgb.shape[:2]
         scale = np.array([width, height, width, height], dtype=np.float64)
         xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], axis=1) * scale
@@ -223,4 +227,5 @@ def detector_kind_for(directory: Path, requested: Optional[str] = None) -> str:
         return "owlv2"
     if model_type == "grounding-dino":
         return "grounding_dino"
-    raise ValueError(f"checkpoint {directory} has model_type {model_type!r}; expected an OWLv2 or Grounding DINO checkpoint")
+    raise ValueError(f"checkpoint {directory} has model_type {model_type!r}; "
+                     "expected an OWLv2 or Grounding DINO checkpoint")

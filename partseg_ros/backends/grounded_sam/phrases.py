@@ -54,7 +54,8 @@ def _from_language_module(instruction: str, visible_objects: Optional[Sequence[s
     except ImportError:
         return None
     try:
-        resolution = resolve_instruction(instruction, visible_objects=list(visible_objects) if visible_objects else None)
+        resolution = resolve_instruction(instruction,
+                                         visible_objects=list(visible_objects) if visible_objects else None)
     except Exception as exc:  # the fallback parser still gives the detector something to look for
         LOG.warning("resolve_instruction failed on %r (%s); using the fallback parser", instruction, exc)
         return None

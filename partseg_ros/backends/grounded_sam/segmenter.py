@@ -44,7 +44,8 @@ class SamBoxSegmenter:
         if len(boxes) == 0:
             return np.zeros((0,) + rgb.shape[:2], dtype=bool), np.zeros(0, dtype=np.float32)
         with torch.inference_mode():
-            embeddings, original, reshaped = self.embedding_cache.get_or_compute(image_key(rgb), lambda: self._embed(rgb))
+            embeddings, original, reshaped = self.embedding_cache.get_or_compute(image_key(rgb),
+                                                                                 lambda: self._embed(rgb))
             (h, w), (rh, rw) = original[0].tolist(), reshaped[0].tolist()
             scale = torch.tensor([rw / w, rh / h, rw / w, rh / h], dtype=torch.float32)
             prompt = torch.as_tensor(np.asarray(boxes, dtype=np.float32)) * scale

@@ -103,7 +103,8 @@ class InstructSamPredictor:
         if phrase_wrapping not in PHRASE_WRAPPINGS:
             raise ValueError(f"phrase_wrapping must be one of {PHRASE_WRAPPINGS}, got {phrase_wrapping!r}")
         if generation_positions not in GENERATION_POSITIONS:
-            raise ValueError(f"generation_positions must be one of {GENERATION_POSITIONS}, got {generation_positions!r}")
+            raise ValueError(f"generation_positions must be one of {GENERATION_POSITIONS}, "
+                             f"got {generation_positions!r}")
         self.model = model.eval()
         self.prompts = PromptBuilder(tokenizer, model.settings.num_queries)
         self.llm_images = llm_images or LlmImageEncoder()
@@ -171,7 +172,8 @@ class InstructSamPredictor:
         with watch.span("language_model"):
             cache = DynamicCache(config=self.model.vlm.config.text_config)
             if self.generation_positions == "text":
-                positions = self._chunk_positions(torch.zeros(1, dtype=torch.long, device=self.device), input_ids.shape[1])
+                start = torch.zeros(1, dtype=torch.long, device=self.device)
+                positions = self._chunk_positions(start, input_ids.shape[1])
             else:
                 positions = self.model.position_ids(input_ids, grid, None)
             state = self.model.run_language_model(

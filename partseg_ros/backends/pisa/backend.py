@@ -63,7 +63,8 @@ class PisaBackend(PartGroundingBackend):
         if not 0.0 < mask_threshold < 1.0:
             raise ValueError(f"mask_threshold is a probability in (0, 1), got {mask_threshold}")
         self.checkpoint, self.backbone_source, self.language_model_source = checkpoint, backbone, language_model
-        self.device_spec, self.dtype_spec, self.profile_spec, self.max_input_side = device, dtype, profile, max_input_side
+        self.device_spec, self.dtype_spec, self.profile_spec = device, dtype, profile
+        self.max_input_side = max_input_side
         self.mask_threshold, self.min_score = mask_threshold, min_score
         self.image_cache: ComputeCache = ComputeCache(cache_size)
         self.text_cache: ComputeCache = ComputeCache(max(cache_size, 16))
@@ -176,7 +177,8 @@ class PisaBackend(PartGroundingBackend):
         note = f" (reused cached {reuse})" if reuse else ""
         if not mask.any() or score < self.min_score:
             why = "no pixel above the mask threshold" if not mask.any() else f"score {score:.2f} below {self.min_score}"
-            return GroundingResult([], self.name, object_label, part_label, f"PISA found no target: {why}{note}", watch.timings_ms)
+            return GroundingResult([], self.name, object_label, part_label, f"PISA found no target: {why}{note}",
+                                   watch.timings_ms)
         instance = PartInstance(
             mask=mask, score=score, object_label=object_label, part_label=part_label,
             explanation=f"PISA <SEG> mask, predicted IoU {score:.2f}{note}",

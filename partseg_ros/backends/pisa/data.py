@@ -64,7 +64,10 @@ class InstructPartDataset(Dataset):
                 texts = part["instruction"]
                 if isinstance(texts, str):
                     texts = [texts]
-                chosen = range(len(texts)) if instruction_indices is None else [i for i in instruction_indices if i < len(texts)]
+                if instruction_indices is None:
+                    chosen = range(len(texts))
+                else:
+                    chosen = [i for i in instruction_indices if i < len(texts)]
                 for i in chosen:
                     text = " ".join(texts[i].split())
                     if text:
@@ -83,7 +86,8 @@ class InstructPartDataset(Dataset):
                 missing.append(str(mask))
         if missing:
             missing = sorted(set(missing))
-            raise FileNotFoundError(f"{len(missing)} files named by {self.annotation_file} are missing, e.g. {missing[:3]}")
+            raise FileNotFoundError(f"{len(missing)} files named by {self.annotation_file} are missing, "
+                                    f"e.g. {missing[:3]}")
 
     def __len__(self) -> int:
         return len(self.items)

@@ -72,7 +72,8 @@ class PisaHeadConfig:
         self.image_mean = tuple(float(v) for v in self.image_mean)
         self.image_std = tuple(float(v) for v in self.image_std)
         if self.image_size % self.backbone_patch_size:
-            raise ValueError(f"image_size {self.image_size} must be a multiple of the patch size {self.backbone_patch_size}")
+            raise ValueError(f"image_size {self.image_size} must be a multiple of the patch size "
+                             f"{self.backbone_patch_size}")
         bad = [s for s in self.upsampling if s not in ("tconv", "upsample")]
         if bad:
             raise ValueError(f"upsampling stages must be 'tconv' or 'upsample', got {bad}")
@@ -105,7 +106,8 @@ class MultiLevelFusion(nn.Module):
 
     def __init__(self, in_dim: int, levels: int, out_dim: int) -> None:
         super().__init__()
-        self.level_proj = nn.ModuleList(nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim)) for _ in range(levels))
+        self.level_proj = nn.ModuleList(nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim))
+                                        for _ in range(levels))
         self.fuse = nn.Linear(levels * out_dim, out_dim)
 
     def forward(self, levels: Sequence[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
@@ -215,13 +217,15 @@ class PartMaskDecoder(nn.Module):
         self.iou_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.mask_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.position = FourierPositionEncoding(dim)
-        self.blocks = nn.ModuleList(TwoWayBlock(dim, heads, mlp_dim, add_pe_to_first_self_attn=i > 0) for i in range(depth))
+        self.blocks = nn.ModuleList(TwoWayBlock(dim, heads, mlp_dim, add_pe_to_first_self_attn=i > 0)
+                                    for i in range(depth))
         self.final_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.final_norm = nn.LayerNorm(dim)
         channels = [dim]
         for _ in upsampling:
             channels.append(max(channels[-1] // 2, 4))
-        self.upsample = nn.Sequential(*(_upsampling_stage(k, channels[i], channels[i + 1]) for i, k in enumerate(upsampling)))
+        self.upsample = nn.Sequential(*(_upsampling_stage(k, channels[i], channels[i + 1])
+                                        for i, k in enumerate(upsampling)))
         self.hypernet = _Mlp([dim, dim, dim, channels[-1]])
         self.iou_head = _Mlp([dim, dim, dim, 1])
 
@@ -304,10 +308,12 @@ class PisaModel(nn.Module):
             )
         if language_model.config.hidden_size != cfg.lm_hidden_size:
             raise ValueError(
-                f"PISA head expects a language model of width {cfg.lm_hidden_size}, got {language_model.config.hidden_size}"
+                f"PISA head expects a language model of width {cfg.lm_hidden_size}, "
+                f"got {language_model.config.hidden_size}"
             )
         if max(cfg.feature_layers) > backbone.config.num_hidden_layers:
-            raise ValueError(f"feature layers {cfg.feature_layers} exceed the backbone's {backbone.config.num_hidden_layers} layers")
+            raise ValueError(f"feature layers {cfg.feature_layers} exceed the backbone's "
+                             f"{backbone.config.num_hidden_layers} layers")
         self.backbone = backbone
         self.language_model = language_model
         self.tokenizer = tokenizer
@@ -349,7 +355,8 @@ class PisaModel(nn.Module):
         """(B, 3, S, S) -> fused multi-level features (B, D, S/p, S/p)."""
         param = next(self.backbone.parameters())
         out = self.backbone(pixel_values=pixel_values.to(param.device, param.dtype), output_hidden_states=True)
-        grid = (pixel_values.shape[-2] // self.config.backbone_patch_size, pixel_values.shape[-1] // self.config.backbone_patch_size)
+        patch = self.config.backbone_patch_size
+        grid = (pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch)
         skip = out.hidden_states[0].shape[1] - grid[0] * grid[1]  # CLS (+ register) tokens
         levels = [out.hidden_states[i][:, skip:].to(self._head_dtype) for i in self.config.feature_layers]
         return self.head.fusion(levels, grid)
@@ -381,13 +388,15 @@ class PisaModel(nn.Module):
     def _head_dtype(self) -> torch.dtype:
         return self.head.seg_embedding.dtype
 
-    def decode(self, image_features: torch.Tensor, seg_hidden: torch.Tensor, out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(self, image_features: torch.Tensor, seg_hidden: torch.Tensor,
+               out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask logits at the padded input square (B, S, S) and IoU logits (B,)."""
         prompt = self.head.projector(seg_hidden).unsqueeze(1)
         if image_features.shape[0] != prompt.shape[0]:
             image_features = image_features.expand(prompt.shape[0], -1, -1, -1)
         logits, iou = self.head.decoder(image_features, prompt)
-        logits = F.interpolate(logits[:, None].float(), size=(out_size, out_size), mode="bilinear", align_corners=False)[:, 0]
+        logits = F.interpolate(logits[:, None].float(), size=(out_size, out_size), mode="bilinear",
+                               align_corners=False)[:, 0]
         return logits, iou.float()
 
     def forward(self, pixel_values: torch.Tensor, instructions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -107,7 +107,8 @@ def train_head(
 ) -> list[float]:
     """Optimise the head for ``steps`` batches; returns the loss of every step."""
     device = next(model.head.parameters()).device
-    optimiser = torch.optim.AdamW([p for p in model.head.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    optimiser = torch.optim.AdamW([p for p in model.head.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=weight_decay)
     model.train(True)
     losses: list[float] = []
     iterator = iter(samples)
@@ -168,7 +169,8 @@ def _processor_normalisation(directory: Path) -> tuple[tuple[float, ...], tuple[
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", action="append", required=True, help="InstructPart JSON file or benchmark bag (repeatable)")
+    parser.add_argument("--data", action="append", required=True,
+                        help="InstructPart JSON file or benchmark bag (repeatable)")
     parser.add_argument("--backbone", default="facebook/dinov2-large")
     parser.add_argument("--language-model", default="lmsys/vicuna-7b-v1.5")
     parser.add_argument("--init-head", default=None, help="PISA checkpoint to continue from")

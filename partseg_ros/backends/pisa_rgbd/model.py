@@ -87,7 +87,8 @@ class _TwoWayLayer(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, dim * 2), nn.GELU(), nn.Linear(dim * 2, dim))
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(4))
 
-    def forward(self, tokens: torch.Tensor, image: torch.Tensor, image_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, image: torch.Tensor,
+                image_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.norms[0](tokens + self.self_attn(tokens, tokens, tokens, need_weights=False)[0])
         keys = image + image_pos
         tokens = self.norms[1](tokens + self.token_to_image(tokens, keys, image, need_weights=False)[0])

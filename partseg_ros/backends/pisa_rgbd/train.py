@@ -307,7 +307,8 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
         # Cosine decay over the planned time budget (steps are the unknown, time is the limit).
         progress_share = min((time.perf_counter() - started) / budget_s, 1.0)
         for group in optimiser.param_groups:
-            group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress_share))) * min(1.0, (step + 1) / 100)
+            decay = 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress_share))
+            group["lr"] = lr * decay * min(1.0, (step + 1) / 100)
         chosen = _sample_frames(by_frame, batch_size, rng)
         batch = make_batch([train_samples[i] for i in chosen], all_kinds, rng, phrases, augment=True)
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -341,7 +342,8 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="partseg_train_part_grounder", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder of crop shards (partseg_generate_training_crops)")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="folder of crop shards (partseg_generate_training_crops)")
     parser.add_argument("--out", type=Path, required=True, help="run folder (resumed when it holds last.pt)")
     parser.add_argument("--minutes", type=float, default=40.0, help="wall-clock training budget")
     parser.add_argument("--max-steps", type=int, default=100000)

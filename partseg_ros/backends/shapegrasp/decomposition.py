@@ -184,7 +184,8 @@ class HorizontalExtent(NamedTuple):
 # ----------------------------------------------------------------- profile split
 
 
-def split_profile(features: np.ndarray, weights: np.ndarray, penalty: float, min_len: int, max_parts: int) -> list[tuple[int, int]]:
+def split_profile(features: np.ndarray, weights: np.ndarray, penalty: float, min_len: int,
+                  max_parts: int) -> list[tuple[int, int]]:
     """Optimal piecewise-constant segmentation of a (B, d) profile; [(start, end)) bin ranges."""
     b = len(features)
     if b == 0:
@@ -313,7 +314,8 @@ def _extents(points: np.ndarray, config: DecompositionConfig) -> tuple[np.ndarra
     centre = points.mean(axis=0)
     axes = principal_axes(points[:: max(1, len(points) // 2000)], centre=centre).axes.T
     proj = (points - centre) @ axes.T
-    ext = percentile(proj, config.extent_percentile, axis=0) - percentile(proj, 100.0 - config.extent_percentile, axis=0)
+    ext = (percentile(proj, config.extent_percentile, axis=0)
+           - percentile(proj, 100.0 - config.extent_percentile, axis=0))
     order = np.argsort(-ext)
     return ext[order], axes[order]
 
@@ -493,7 +495,8 @@ def decompose(cluster: ObjectCluster, config: Optional[DecompositionConfig] = No
 
 
 def _measure_part(index: int, piece: Piece, pts: np.ndarray, cluster: ObjectCluster, area: np.ndarray,
-                  total_area: float, upright: bool, axis_centre: np.ndarray, config: DecompositionConfig) -> GeometricPart:
+                  total_area: float, upright: bool, axis_centre: np.ndarray,
+                  config: DecompositionConfig) -> GeometricPart:
     """The attributes of one piece: sizes, shape word, colour, share of the object's surface."""
     idx = piece.point_idx
     p = pts[idx]
@@ -692,7 +695,8 @@ def _lying_pieces(pts: np.ndarray, along: np.ndarray, across: np.ndarray, cluste
 def _horizontal_spread(points: np.ndarray, config: DecompositionConfig) -> float:
     """Robust horizontal diameter of a set of points (twice a high percentile of the distance from their middle)."""
     xy = points[:, :2]
-    return 2.0 * float(percentile(np.linalg.norm(xy - np.median(xy, axis=0), axis=1), config.part_width_percentile)) + 1e-3
+    radii = np.linalg.norm(xy - np.median(xy, axis=0), axis=1)
+    return 2.0 * float(percentile(radii, config.part_width_percentile)) + 1e-3
 
 
 def _layers_bottom_up(pieces: list[Piece]) -> list[int]:
@@ -731,7 +735,9 @@ def _absorb_small(pieces: list[Piece], pts: np.ndarray, area: np.ndarray, total_
     big = [piece for piece, b in zip(pieces, is_big) if b]
     small = [piece for piece, b in zip(pieces, is_big) if not b]
     if not big:
-        return [Piece(np.concatenate([piece.point_idx for piece in pieces]), "middle", False, (0.0, 1.0))] if pieces else []
+        if not pieces:
+            return []
+        return [Piece(np.concatenate([piece.point_idx for piece in pieces]), "middle", False, (0.0, 1.0))]
     for piece in small:
         centroid = pts[piece.point_idx].mean(axis=0)
         nearest = int(np.argmin([np.linalg.norm(pts[b.point_idx].mean(axis=0) - centroid) for b in big]))

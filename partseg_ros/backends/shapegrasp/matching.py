@@ -79,7 +79,8 @@ def score_part(signature_part: PartEntry, part: GeometricPart, siblings: list[Ge
         add("protruding", 1.0 if part.protruding == sig.protruding else -1.0,
             "protrudes from the body" if part.protruding else "part of the main body")
     if sig.shapes:
-        sim = max(1.0 if part.shape == s else SHAPE_SIMILARITY.get(frozenset((part.shape, s)), -0.4) for s in sig.shapes)
+        sim = max(1.0 if part.shape == s else SHAPE_SIMILARITY.get(frozenset((part.shape, s)), -0.4)
+                  for s in sig.shapes)
         add("shape", sim, f"{part.shape}-shaped")
     if sig.size:
         lo, hi = SIZE_SHARE[sig.size]
@@ -89,11 +90,13 @@ def score_part(signature_part: PartEntry, part: GeometricPart, siblings: list[Ge
     if sig.width:
         word = _rank_word(np.array([p.width_m for p in siblings]), index, "narrow", "wide")
         if word is not None:
-            add("width", 1.0 if word == sig.width else -1.0, f"{'narrower' if word == 'narrow' else 'wider'} than the other parts")
+            compared = "narrower" if word == "narrow" else "wider"
+            add("width", 1.0 if word == sig.width else -1.0, f"{compared} than the other parts")
     if sig.thickness:
         word = _rank_word(np.array([p.thickness_m for p in siblings]), index, "thin", "thick")
         if word is not None:
-            add("thickness", 1.0 if word == sig.thickness else -1.0, f"{word}ner than the other parts" if word == "thin" else "thicker than the other parts")
+            compared = "thinner" if word == "thin" else "thicker"
+            add("thickness", 1.0 if word == sig.thickness else -1.0, f"{compared} than the other parts")
     return result
 
 
@@ -111,7 +114,10 @@ def assign_parts(entry: ObjectEntry, decomposition: Decomposition) -> PartAssign
     geo = decomposition.parts
     kb_parts = list(entry.parts)
     scores = {(k.name, g.index): score_part(k, g, geo) for k in kb_parts for g in geo}
-    matrix = np.array([[scores[(k.name, g.index)].score for g in geo] for k in kb_parts]) if geo else np.zeros((len(kb_parts), 0))
+    if geo:
+        matrix = np.array([[scores[(k.name, g.index)].score for g in geo] for k in kb_parts])
+    else:
+        matrix = np.zeros((len(kb_parts), 0))
     parts_for: dict[str, list[int]] = {k.name: [] for k in kb_parts}
     if matrix.size == 0:
         return PartAssignment(parts_for, scores, -1.0)
@@ -202,5 +208,6 @@ def variant_fit(variant: ObjectVariant, decomposition: Decomposition) -> float:
     """
     fit = range_fit(decomposition.longest_m, *variant.size_m, sharpness=6.0)
     if variant.width_m is not None:
-        fit *= range_fit(decomposition.middle_extent_m, variant.width_m[0] * 0.8, variant.width_m[1] * 1.2, sharpness=6.0)
+        fit *= range_fit(decomposition.middle_extent_m, variant.width_m[0] * 0.8, variant.width_m[1] * 1.2,
+                         sharpness=6.0)
     return fit

@@ -110,7 +110,8 @@ def local_table_brightness(bright: np.ndarray, table_like: np.ndarray, window: i
     return local
 
 
-def flat_object_pixels(rgb: np.ndarray, near_plane: np.ndarray, table_like: np.ndarray, config: "SegmentationConfig") -> np.ndarray:
+def flat_object_pixels(rgb: np.ndarray, near_plane: np.ndarray, table_like: np.ndarray,
+                       config: "SegmentationConfig") -> np.ndarray:
     """Pixels near the plane whose colour is not the table's.
 
     The table's chromaticity spread is measured on its own inliers, so a
@@ -124,7 +125,8 @@ def flat_object_pixels(rgb: np.ndarray, near_plane: np.ndarray, table_like: np.n
     centre = np.median(table_chroma, axis=0)
     spread = np.median(np.abs(table_chroma - centre), axis=0) * 1.4826 + 1e-3
     z = np.abs(chroma - centre) / spread
-    different = (z.max(axis=-1) > config.colour_sigmas) & (np.abs(chroma - centre).max(axis=-1) > config.min_chroma_step)
+    different = ((z.max(axis=-1) > config.colour_sigmas)
+                 & (np.abs(chroma - centre).max(axis=-1) > config.min_chroma_step))
     table_bright = local_table_brightness(bright, table_like, config.brightness_window)
     brighter = bright > table_bright * (1.0 + config.brightness_step)
     darker = bright < table_bright * (1.0 - 2.5 * config.brightness_step)  # much darker than any soft shadow
@@ -510,7 +512,8 @@ def merge_object_pieces(clusters: list[ObjectCluster], config: SegmentationConfi
                 or continues(i, j) or continues(j, i)))
             if not joined:
                 continue
-            if rgb is not None and depth is not None and occlusion_boundary(clusters[i], clusters[j], rgb, depth, config):
+            if (rgb is not None and depth is not None
+                    and occlusion_boundary(clusters[i], clusters[j], rgb, depth, config)):
                 continue
             join(i, j)
     groups: dict[int, list[int]] = {}
@@ -541,4 +544,5 @@ def cluster_from_mask(
     if len(rows) < 10:
         return None
     cam = points[rows, cols].astype(np.float64)
-    return ObjectCluster(index, mask.copy(), np.stack([rows, cols], axis=1), cam, plane.to_table_frame(cam), rgb[rows, cols])
+    return ObjectCluster(index, mask.copy(), np.stack([rows, cols], axis=1), cam, plane.to_table_frame(cam),
+                         rgb[rows, cols])
