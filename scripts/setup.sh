@@ -52,6 +52,7 @@ cmake --build "$BUILD" -j"$(nproc)" >"$ROOT/build/cmake-build.log" 2>&1 \
 cmake --install "$BUILD" >/dev/null
 
 step "Check"
+"$VENV/bin/ruff" --version  # the linter scripts/test.sh runs (requirements/python.txt pins it)
 "$VENV/bin/python" - <<'PY'
 import rclpy  # noqa: F401
 from partseg.msg import PartSegmentation, GraspRegionArray  # noqa: F401
