@@ -80,7 +80,8 @@ def system():
         yield probe, raw_node, compressed_node
     finally:
         probe.close()
-        logs = {name: process.output()[-3000:] for name, process in (("raw", raw_node), ("compressed", compressed_node))}
+        nodes = (("raw", raw_node), ("compressed", compressed_node))
+        logs = {name: process.output()[-3000:] for name, process in nodes}
         codes = {"raw": raw_node.stop(), "compressed": compressed_node.stop()}  # both stopped before asserting
         assert codes == {"raw": 0, "compressed": 0}, (codes, logs)
 

@@ -72,7 +72,7 @@ def answers(system, view):
     out = []
     for task in view.tasks:
         probe.send_instruction(task.instruction)
-        probe.wait_for(lambda: probe.fresh_diagnostics().get("instruction") == task.instruction, 30,
+        probe.wait_for(lambda said=task.instruction: probe.fresh_diagnostics().get("instruction") == said, 30,
                        f"instruction {task.instruction!r} active")
         probe.send_frame(*rendered_frame(view))  # the first pair may race camera_info; the second is the one
         header = probe.send_frame(*rendered_frame(view))

@@ -9,7 +9,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import Image
 
 from partseg_ros.ros.conversions import array_to_image, color_to_rgb, intrinsics_to_camera_info
 from partseg_ros.ros.validation import (

@@ -129,7 +129,7 @@ def test_yaml_lists_exactly_the_table_with_a_comment_on_every_entry():
     document = yaml.safe_load(PARAMS_FILE.read_text())
     (section,) = document.values()
     flat = _flatten(section["ros__parameters"])
-    unknown = [n for n in flat if n not in PARAMETERS and not n.split(".")[0] in OPEN_MAPS]
+    unknown = [n for n in flat if n not in PARAMETERS and n.split(".")[0] not in OPEN_MAPS]
     assert unknown == []
     missing = [n for n in PARAMETERS if n not in flat]
     assert missing == []

@@ -175,9 +175,11 @@ def test_two_one_frame_bags_on_the_same_timeline_are_answered_on_their_own_frame
         with probe._lock:
             seen = len(probe.segmentations)
         _replay(tmp_path / f"bag{index}")
-        probe.wait_for(lambda: len([m for m in probe.segmentations[seen:]
-                                    if (stamp_to_ns(m.header.stamp), m.instruction) in set(asked)]) >= 2,
-                       20, f"answers to bag {index}")
+        def both_answered(seen: int = seen, asked: frozenset = frozenset(asked)) -> bool:
+            return sum((stamp_to_ns(m.header.stamp), m.instruction) in asked
+                       for m in probe.segmentations[seen:]) >= 2
+
+        probe.wait_for(both_answered, 20, f"answers to bag {index}")
         with probe._lock:
             answers = [m for m in probe.segmentations[seen:] if (stamp_to_ns(m.header.stamp), m.instruction)
                        in set(asked)]

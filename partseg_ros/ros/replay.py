@@ -108,7 +108,8 @@ def replay(bag: Path, rate: float = 1.0, clock: bool = False, clock_hz: float = 
         if clock:
             from rosgraph_msgs.msg import Clock
 
-            clock_pub = node.create_publisher(Clock, CLOCK_TOPIC, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+            clock_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+            clock_pub = node.create_publisher(Clock, CLOCK_TOPIC, clock_qos)
 
         if wait_for is not None:
             waitable = dict(publishers, **({CLOCK_TOPIC: clock_pub} if clock_pub is not None else {}))

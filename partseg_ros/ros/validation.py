@@ -115,7 +115,8 @@ def check_instruction(text: str, limits: InputLimits) -> str:
     if len(cleaned) > limits.max_instruction_length:
         raise Rejection(
             INSTRUCTION_TOO_LONG,
-            f"instruction of {len(cleaned)} characters exceeds limits.max_instruction_length={limits.max_instruction_length}",
+            f"instruction of {len(cleaned)} characters exceeds "
+            f"limits.max_instruction_length={limits.max_instruction_length}",
         )
     return cleaned
 
