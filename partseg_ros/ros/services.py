@@ -16,7 +16,7 @@ exception into the executor.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import Callable, TypeVar
 
 from rclpy.node import Node
 from std_msgs.msg import Header
@@ -97,11 +97,7 @@ class NodeServices:
             response.success = False
             response.message = f"{PROCESSING_ERROR}: {type(exc).__name__}: {exc}"
             return response
-        response.success = True
-        response.message = "ok" if output.segmentation.instances else "no target"
-        response.segmentation = output.segmentation
-        response.grasp_regions = output.regions
-        return response
+        return _answered(response, output)
 
     def ask(self, request: AskParts.Request, response: AskParts.Response) -> AskParts.Response:
         """Block until the worker answers ``request.instruction`` on the next qualifying frame, or time out.
@@ -137,8 +133,16 @@ class NodeServices:
         if output is None:
             response.success, response.message = False, waiter.error or "no answer"
             return response
-        response.success = True
-        response.message = "ok" if output.segmentation.instances else "no target"
-        response.segmentation = output.segmentation
-        response.grasp_regions = output.regions
-        return response
+        return _answered(response, output)
+
+
+Response = TypeVar("Response", SegmentParts.Response, AskParts.Response)
+
+
+def _answered(response: Response, output: PipelineOutput) -> Response:
+    """Both services answer the same way once the pipeline has run: "no target" is a success, not an error."""
+    response.success = True
+    response.message = "ok" if output.segmentation.instances else "no target"
+    response.segmentation = output.segmentation
+    response.grasp_regions = output.regions
+    return response
