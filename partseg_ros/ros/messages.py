@@ -107,15 +107,17 @@ def _vector3(values: Any) -> Vector3:
     return Vector3(x=x, y=y, z=z)
 
 
+def _pose(position: Any, orientation_xyzw: Any) -> Pose:
+    """geometry_msgs/Pose from numpy-ish (x, y, z) and (x, y, z, w); the message fields want Python floats."""
+    x, y, z = (float(v) for v in np.asarray(position, dtype=np.float64).reshape(3))
+    qx, qy, qz, qw = (float(v) for v in np.asarray(orientation_xyzw, dtype=np.float64).reshape(4))
+    return Pose(position=Point(x=x, y=y, z=z), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
+
+
 def grasp_pose_msg(pose: GraspPose) -> GraspPoseMsg:
     """A geometry.grasp_poses.GraspPose as partseg/GraspPose (same frame as the region it belongs to)."""
-    position = np.asarray(pose.position, dtype=np.float64).reshape(3)
-    qx, qy, qz, qw = (float(v) for v in np.asarray(pose.orientation_xyzw, dtype=np.float64).reshape(4))
     msg = GraspPoseMsg()
-    msg.pose = Pose(
-        position=Point(x=float(position[0]), y=float(position[1]), z=float(position[2])),
-        orientation=Quaternion(x=qx, y=qy, z=qz, w=qw),
-    )
+    msg.pose = _pose(pose.position, pose.orientation_xyzw)
     msg.width = float(pose.width)
     msg.pregrasp_standoff = float(pose.pregrasp_standoff)
     msg.quality = float(pose.quality)
@@ -141,12 +143,7 @@ def grasp_region_msg(
     points = np.asarray(region.points, dtype=np.float32).reshape(-1, 3)
     colors = region.colors if with_colors else None
     msg.points = point_cloud2(points, header, colors)
-    centroid = np.asarray(region.centroid, dtype=np.float64).reshape(3)
-    qx, qy, qz, qw = (float(v) for v in np.asarray(region.orientation_xyzw, dtype=np.float64).reshape(4))
-    msg.centroid_pose = Pose(
-        position=Point(x=float(centroid[0]), y=float(centroid[1]), z=float(centroid[2])),
-        orientation=Quaternion(x=qx, y=qy, z=qz, w=qw),
-    )
+    msg.centroid_pose = _pose(region.centroid, region.orientation_xyzw)
     msg.box_size = _vector3(region.extents)
     msg.approach_direction = _vector3(region.approach)
     msg.grasp_width = float(region.grasp_width)
