@@ -55,7 +55,7 @@ class PisaRgbdConfig:
     dtype: str = "auto"
     stride: int = 2  # geometry runs on every stride-th pixel
     # below it for every object in view: no target (chosen on the in-distribution validation, README)
-    presence_threshold: float = 0.3
+    presence_threshold: float = 0.4
     mask_threshold: float = 0.5  # part probability that counts as part
     colour_weight: float = 0.7  # how much a named colour's agreement weighs in the choice (0 = ignored)
     min_colour_share: float = 0.2  # a named colour must cover at least this share of the chosen object
