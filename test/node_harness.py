@@ -21,6 +21,7 @@ import numpy as np
 import rclpy
 import rclpy.duration
 from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -212,6 +213,16 @@ class Probe:
         request = ChangeState.Request()
         request.transition.id = transition_id
         return bool(self.call(self.change_state, request, timeout).success)
+
+    def refused_configure(self, node: "NodeProcess") -> str:
+        """The node's output after configure failed cleanly: still unconfigured, still running, and saying so."""
+        assert self.lifecycle_state() == "unconfigured"
+        assert not self.transition(Transition.TRANSITION_CONFIGURE)
+        assert self.lifecycle_state() == "unconfigured"
+        assert node.alive()
+        out = node.output()
+        assert "configure failed" in out, out[-3000:]
+        return out
 
     def close(self) -> None:
         self.executor.shutdown()
