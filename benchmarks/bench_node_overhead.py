@@ -30,7 +30,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -41,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from partseg_ros.ros.bringup_spec import remapping_arguments  # noqa: E402
 from partseg_ros.ros.dds_env import apply_loopback_environment, loopback_environment  # noqa: E402
+from node_streams import start_camera_streams  # noqa: E402  (benchmarks/, the script's own folder)
 
 
 def render_frame(scene: str, view: int, seed: int):
@@ -79,9 +79,8 @@ def over_dds(args, view, instruction: str, visuals: bool, compressed: bool = Fal
     with ``compressed`` the camera streams are jpeg CompressedImage + compressedDepth."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
     from std_msgs.msg import Header, String
 
     from partseg.msg import PartSegmentation
@@ -129,31 +128,10 @@ def over_dds(args, view, instruction: str, visuals: bool, compressed: bool = Fal
         probe.create_subscription(msg_type, f"/partseg/{key}", count(key), reliable)
     probe.create_subscription(DiagnosticArray, "/diagnostics",
                               lambda m: diagnostics.append(diagnostics_to_dict(m) or {}), reliable)
-    ns = "/camera"  # where the node's relative camera topics are remapped to
-    from sensor_msgs.msg import CompressedImage
-
-    if compressed:  # image_transport's sub-topic names
-        color_pub = probe.create_publisher(CompressedImage, f"{ns}/color/image_raw/compressed", qos_profile_sensor_data)
-        depth_pub = probe.create_publisher(CompressedImage, f"{ns}/aligned_depth_to_color/image_raw/compressedDepth",
-                                           qos_profile_sensor_data)
-    else:
-        color_pub = probe.create_publisher(Image, f"{ns}/color/image_raw", qos_profile_sensor_data)
-        depth_pub = probe.create_publisher(Image, f"{ns}/aligned_depth_to_color/image_raw", qos_profile_sensor_data)
-    info_pub = probe.create_publisher(CameraInfo, f"{ns}/color/camera_info", qos_profile_sensor_data)
-    instruction_pub = probe.create_publisher(String, "/partseg/instruction", QoSProfile(
-        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-    executor = SingleThreadedExecutor()
-    executor.add_node(probe)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    streams = start_camera_streams(probe, "/camera", compressed)  # where the node's camera topics are remapped to
     try:
-        deadline = time.monotonic() + 180
-        while (color_pub.get_subscription_count() == 0 or probe.count_publishers("/partseg/markers") == 0
-               or any(p.get_subscription_count() == 0 for p in (depth_pub, info_pub, instruction_pub))):
-            if time.monotonic() > deadline or node.poll() is not None:
-                raise RuntimeError("node did not come up:\n" + Path(log.name).read_text()[-3000:])
-            time.sleep(0.1)
-        instruction_pub.publish(String(data=instruction))
+        streams.wait_for_node(node, Path(log.name), lambda: probe.count_publishers("/partseg/markers") > 0)
+        streams.instruction.publish(String(data=instruction))
         time.sleep(0.5)
         color, depth, info = frame_messages(view)
         if compressed:
@@ -162,9 +140,7 @@ def over_dds(args, view, instruction: str, visuals: bool, compressed: bool = Fal
         for _ in range(args.frames + 1):  # frame 0 warms up and may race the first camera_info
             header = Header(stamp=probe.get_clock().now().to_msg(), frame_id="camera_color_optical_frame")
             color.header = depth.header = info.header = header
-            info_pub.publish(info)
-            depth_pub.publish(depth)
-            color_pub.publish(color)
+            streams.publish_frame(color, depth, info)
             sent += 1
             key = (header.stamp.sec, header.stamp.nanosec)
             wait_until = time.monotonic() + 30
@@ -177,8 +153,7 @@ def over_dds(args, view, instruction: str, visuals: bool, compressed: bool = Fal
             time.sleep(0.05)
         values = diagnostics[-1]
     finally:
-        executor.shutdown()
-        spinner.join(timeout=5)
+        streams.close()
         probe.destroy_node()
         rclpy.shutdown()
         node.send_signal(signal.SIGINT)

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from partseg_ros.ros.bringup_spec import remapping_arguments  # noqa: E402
 from partseg_ros.ros.dds_env import apply_loopback_environment, loopback_environment  # noqa: E402
+from node_streams import start_camera_streams  # noqa: E402  (benchmarks/, the script's own folder)
 
 
 def _proc_status_mb(pid: int, key: str) -> float:
@@ -85,9 +86,7 @@ def _frames(scene: str, views: int, seed: int):
 def soak(args) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Header, String
 
     from partseg.msg import GraspRegionArray, PartSegmentation
@@ -131,16 +130,7 @@ def soak(args) -> dict:
     probe.create_subscription(PartSegmentation, "/partseg/segmentation", on_result, reliable)
     probe.create_subscription(GraspRegionArray, "/partseg/grasp_regions", lambda _m: None, reliable)  # a planner
     probe.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, reliable)
-    ns = "/camera"  # the node's default camera namespace
-    color_pub = probe.create_publisher(Image, f"{ns}/color/image_raw", qos_profile_sensor_data)
-    depth_pub = probe.create_publisher(Image, f"{ns}/aligned_depth_to_color/image_raw", qos_profile_sensor_data)
-    info_pub = probe.create_publisher(CameraInfo, f"{ns}/color/camera_info", qos_profile_sensor_data)
-    instruction_pub = probe.create_publisher(String, "/partseg/instruction", QoSProfile(
-        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-    executor = SingleThreadedExecutor()
-    executor.add_node(probe)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    streams = start_camera_streams(probe, "/camera")  # the node's camera topics are remapped there
     rss: list[tuple[float, float]] = []  # (seconds into the measured window, MB)
     sent = {"total": 0}
     stop = threading.Event()
@@ -154,9 +144,7 @@ def soak(args) -> dict:
             color, depth, info = frames[index % len(frames)]
             header = Header(stamp=probe.get_clock().now().to_msg(), frame_id="camera_color_optical_frame")
             color.header = depth.header = info.header = header
-            info_pub.publish(info)
-            depth_pub.publish(depth)
-            color_pub.publish(color)
+            streams.publish_frame(color, depth, info)
             sent["total"] += 1
             index += 1
             next_at += period
@@ -177,13 +165,8 @@ def soak(args) -> dict:
 
     streamer = threading.Thread(target=camera, daemon=True)
     try:
-        deadline = time.monotonic() + 180
-        while (any(p.get_subscription_count() == 0 for p in (color_pub, depth_pub, info_pub, instruction_pub))
-               or probe.count_publishers("/partseg/segmentation") == 0):
-            if time.monotonic() > deadline or node.poll() is not None:
-                raise RuntimeError("node did not come up:\n" + Path(log.name).read_text()[-3000:])
-            time.sleep(0.1)
-        instruction_pub.publish(String(data=instruction))
+        streams.wait_for_node(node, Path(log.name), lambda: probe.count_publishers("/partseg/segmentation") > 0)
+        streams.instruction.publish(String(data=instruction))
         streamer.start()
         time.sleep(args.warmup_s)
         with lock:
@@ -211,8 +194,7 @@ def soak(args) -> dict:
         stop.set()
         if streamer.is_alive():
             streamer.join(timeout=5)
-        executor.shutdown()
-        spinner.join(timeout=5)
+        streams.close()
         probe.destroy_node()
         rclpy.shutdown()
         node.send_signal(signal.SIGINT)
