@@ -162,6 +162,8 @@ class PisaRgbdBackend(PartGroundingBackend):
         size = self.crop_settings.size
         self._run(np.zeros((1, self.model.config.in_channels, size, size), np.float32), np.zeros((1, 2), np.float32),
                   [(0, query_text("handle", "mug"))])
+        if self.rules_backend is not None:  # else the first request for an unlearned object pays its start-up
+            self.rules_backend.warmup()
 
     # ------------------------------------------------------------------ main
 
