@@ -64,6 +64,57 @@ def test_plane_fit_ignores_missing_depth():
     assert fit_table_plane(backproject(depth, INTRINSICS)) is None
 
 
+def _plane_grid(height_m: float, half_size_m: float, spacing_m: float) -> np.ndarray:
+    """Points of a horizontal square at ``height_m``, seen by a camera 1.5 m above the floor looking down 45 deg."""
+    u = np.arange(-half_size_m, half_size_m, spacing_m)
+    x, y = np.meshgrid(u, u + 1.5)
+    world = np.stack([x.ravel(), y.ravel(), np.full(x.size, height_m)], axis=1)
+    down = np.deg2rad(45.0)
+    # Camera at (0, 0, 1.5): optical z along (0, cos, -sin), x along world x, y completes the right-handed frame.
+    z_axis = np.array([0.0, np.cos(down), -np.sin(down)])
+    x_axis = np.array([1.0, 0.0, 0.0])
+    y_axis = np.cross(z_axis, x_axis)
+    return (world - np.array([0.0, 0.0, 1.5])) @ np.stack([x_axis, y_axis, z_axis]).T
+
+
+def test_plane_fit_takes_the_table_not_a_larger_floor_below_it():
+    floor = _plane_grid(0.0, 2.0, 0.02)  # 40k points
+    table = _plane_grid(0.75, 0.4, 0.01)  # 6.4k points: the floor is the dominant plane
+    plane = fit_table_plane(np.concatenate([floor, table])[:, None, :])
+    assert plane is not None
+    assert np.median(np.abs(plane.height(table))) < 0.002
+    assert np.median(plane.height(floor)) == pytest.approx(-0.75, abs=0.01)
+
+
+def test_plane_fit_keeps_the_table_under_a_box_top_smaller_than_a_table():
+    table = _plane_grid(0.75, 0.5, 0.01)
+    box_top = _plane_grid(1.0, 0.15, 0.005)  # 3.6k dense points, higher, but box-sized
+    plane = fit_table_plane(np.concatenate([table, box_top])[:, None, :])
+    assert np.median(np.abs(plane.height(table))) < 0.002
+
+
+def test_held_back_wide_camera_that_sees_the_floor_still_finds_the_table_and_its_objects():
+    """A Kinect-like wide view of a randomised scene sees more floor than table (held-back seed 40000017)."""
+    from partseg_ros.backends.shapegrasp.proposals import find_table, object_clusters
+    from partseg_ros.backends.shapegrasp.segmentation import SegmentationConfig
+    from partseg_ros.scene.randomised import DomainSettings, random_scene, render_randomised, table_plane_in_camera
+    from partseg_ros.types import GroundingRequest
+
+    domain = DomainSettings.held_back()
+    randomised = random_scene(40000017, domain)
+    view, _ = render_randomised(randomised, domain, view_seed=0)
+    request = GroundingRequest(view.rgb, "pick up the hammer", view.depth_m, view.intrinsics)
+    config = SegmentationConfig()
+    plane, _, rgb, _, points = find_table(request, 2, config.min_height_m)
+    true_normal, true_offset = table_plane_in_camera(view.world_from_camera)
+    assert plane is not None
+    assert float(plane.normal @ true_normal) > 0.995
+    assert plane.offset == pytest.approx(true_offset, abs=0.01)
+    clusters = object_clusters(request, plane, points, rgb, 2, config)
+    found = {int(np.bincount(view.object_ids[::2, ::2][c.mask]).argmax()) for c in clusters}
+    assert len(found - {0}) >= 3
+
+
 def test_objects_are_separated_and_complete(scene, geometry):
     _, _, clusters = geometry
     assert len(clusters) == 3

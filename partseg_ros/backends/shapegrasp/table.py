@@ -57,6 +57,44 @@ def _plane_frame(normal: np.ndarray, origin: np.ndarray) -> np.ndarray:
     return np.stack([x, y, normal])
 
 
+def _refined(candidates: np.ndarray, normal: np.ndarray, offset: float,
+             inlier_threshold_m: float) -> tuple[np.ndarray, float]:
+    """Least-squares refinement on all inliers (two rounds, the second with a tighter band)."""
+    for threshold in (inlier_threshold_m * 1.5, inlier_threshold_m):
+        inliers = candidates[np.abs(candidates @ normal + offset) < threshold]
+        if len(inliers) < 10:
+            break
+        centre = inliers.mean(axis=0)
+        refined = principal_axes(inliers[:: max(1, len(inliers) // 20000)], centre=centre).minor
+        if refined @ normal < 0:
+            refined = -refined
+        normal, offset = refined, -float(refined @ centre)
+    return normal, offset
+
+
+def _support_surface_above(candidates: np.ndarray, normal: np.ndarray, offset: float, band_m: float,
+                           min_rise_m: float, min_share: float, min_extent_m: float) -> Optional[float]:
+    """Height of the highest table-sized layer of points parallel to the plane and above it, if any."""
+    heights = candidates @ normal + offset
+    with np.errstate(invalid="ignore"):
+        above = heights > min_rise_m
+    needed = min_share * len(candidates)
+    if above.sum() < needed:
+        return None
+    edges = np.arange(min_rise_m, float(heights[above].max()) + 2 * band_m, band_m)
+    counts = np.histogram(heights[above], edges)[0]
+    layer_counts = np.convolve(counts, np.ones(3), mode="same")  # a layer's points fall in about three bins
+    axes = _plane_frame(normal, -normal * offset)[:2]
+    for index in np.flatnonzero(layer_counts >= needed)[::-1]:
+        rise = float(edges[index] + band_m / 2.0)
+        layer = candidates[np.abs(heights - rise) < 1.5 * band_m]
+        in_plane = layer[:: max(1, len(layer) // 20000)] @ axes.T
+        spread = np.percentile(in_plane, 95, axis=0) - np.percentile(in_plane, 5, axis=0)
+        if len(layer) >= needed and spread.max() >= min_extent_m:
+            return rise
+    return None
+
+
 def fit_table_plane(
     points: np.ndarray,
     valid: Optional[np.ndarray] = None,
@@ -65,12 +103,21 @@ def fit_table_plane(
     sample_size: int = 4000,
     max_tilt_deg: float = 75.0,
     rng: Optional[np.random.Generator] = None,
+    support_min_rise_m: float = 0.15,
+    support_min_share: float = 0.08,
+    support_min_extent_m: float = 0.4,
 ) -> Optional[TablePlane]:
-    """Dominant plane facing the camera; None if there are too few points.
+    """The table: the dominant plane facing the camera, or a table-sized parallel surface above it; None if there
+    are too few points.
 
     ``max_tilt_deg`` rejects walls: the table normal must not be more than that
     from the direction back to the camera, as a camera looking at a table
-    sees its top, never edge-on.
+    sees its top, never edge-on. A wide camera (a Kinect at 1280x720) often
+    sees more floor than table; the floor then wins RANSAC and the whole
+    table stands "above" it. So the highest surface parallel to the dominant
+    plane at least ``support_min_rise_m`` above it, holding at least
+    ``support_min_share`` of the points and spanning ``support_min_extent_m``
+    (bigger than a box top), is taken instead.
     """
     rng = rng or np.random.default_rng(0)
     flat = points.reshape(-1, 3)
@@ -100,18 +147,11 @@ def fit_table_plane(
     distances = np.abs(sample @ normals.T + offsets[None, :])
     counts = (distances < inlier_threshold_m).sum(axis=0)
     best = int(np.argmax(counts))
-    normal, offset = normals[best], offsets[best]
-
-    # Least-squares refinement on all inliers (two rounds, the second with a tighter band).
-    for threshold in (inlier_threshold_m * 1.5, inlier_threshold_m):
-        inliers = candidates[np.abs(candidates @ normal + offset) < threshold]
-        if len(inliers) < 10:
-            break
-        centre = inliers.mean(axis=0)
-        refined = principal_axes(inliers[:: max(1, len(inliers) // 20000)], centre=centre).minor
-        if refined @ normal < 0:
-            refined = -refined
-        normal, offset = refined, -float(refined @ centre)
+    normal, offset = _refined(candidates, normals[best], float(offsets[best]), inlier_threshold_m)
+    rise = _support_surface_above(candidates, normal, offset, inlier_threshold_m, support_min_rise_m,
+                                  support_min_share, support_min_extent_m)
+    if rise is not None:
+        normal, offset = _refined(candidates, normal, offset - rise, inlier_threshold_m)
     inlier_mask = np.abs(candidates @ normal + offset) < inlier_threshold_m
     origin = candidates[inlier_mask].mean(axis=0) if inlier_mask.any() else -normal * offset
     return TablePlane(
