@@ -79,12 +79,12 @@ def main() -> None:
         import torch
 
         from partseg_ros.backends.pisa_rgbd.dataset import iterate_samples, load_crops
-        from partseg_ros.backends.pisa_rgbd.model import GrounderConfig, RgbdPartGrounder
+        from partseg_ros.backends.pisa_rgbd.model import RgbdPartGrounder
         from partseg_ros.backends.pisa_rgbd.train import PhraseEncoder, losses, make_batch
 
         samples = list(iterate_samples(load_crops(args.data, "training")))[:512]
         kinds = {s.kind: s.parts for s in samples}
-        model = RgbdPartGrounder(GrounderConfig()).to(args.device)
+        model = RgbdPartGrounder(backend.model.config).to(args.device)  # the timed model's architecture
         optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
         phrases = PhraseEncoder()
         rng = np.random.default_rng(0)

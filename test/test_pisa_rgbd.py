@@ -122,16 +122,37 @@ def test_table_plane_from_the_camera_pose_gives_zero_height_on_the_table():
     assert np.median(height[objects]) > 0.005
 
 
-def test_network_builds_from_its_config_and_answers_every_phrase():
-    model = RgbdPartGrounder(TINY).eval()
+@pytest.mark.parametrize("fine_dim, mask_side", [(0, 16), (4, 32)])
+def test_network_builds_from_its_config_and_answers_every_phrase(fine_dim, mask_side):
+    model = RgbdPartGrounder(GrounderConfig(**{**TINY.to_dict(), "widths": TINY.widths, "fine_dim": fine_dim})).eval()
     crops = torch.randn(3, 7, 32, 32)
     with torch.no_grad():
         features = model.encode(crops, torch.zeros(3, 2))
         masks, presence = model.decode(features, torch.tensor([0, 0, 2, 1]), torch.randn(4, 384))
-    assert masks.shape == (4, 16, 16)
+    assert masks.shape == (4, mask_side, mask_side)
     assert presence.shape == (4,)
     # The same crop asked two different phrases gets two different answers.
     assert not torch.allclose(masks[0], masks[1])
+
+
+def test_per_crop_mask_product_matches_copying_each_crops_features_per_phrase_in_value_and_gradient():
+    from partseg_ros.backends.pisa_rgbd.model import _per_crop_product
+
+    torch.manual_seed(0)
+    features = torch.randn(4, 6, 5, 7, requires_grad=True)
+    weights = torch.randn(9, 6, requires_grad=True)
+    crop_index = torch.tensor([3, 0, 0, 2, 3, 3, 0, 2, 2])  # crop 1 asked nothing
+    fast = _per_crop_product(features, crop_index, weights)
+    fast_grads = torch.autograd.grad((fast * torch.arange(fast.numel()).reshape(fast.shape)).sum(),
+                                     (features, weights))
+    reference = torch.einsum("qchw,qc->qhw", features[crop_index], weights)
+    reference_grads = torch.autograd.grad((reference * torch.arange(fast.numel()).reshape(fast.shape)).sum(),
+                                          (features, weights))
+    assert fast.shape == (9, 5, 7)
+    torch.testing.assert_close(fast, reference)
+    for got, want in zip(fast_grads, reference_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # summed in another order
+    assert float(fast_grads[0][1].abs().sum()) == 0.0
 
 
 def test_training_steps_lower_the_loss_on_a_tiny_set():
@@ -166,6 +187,8 @@ def test_unknown_backend_options_fail_before_loading_with_the_closest_name():
         create_backend("pisa_rgbd", presence_treshold=0.4)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         create_backend("pisa_rgbd", mask_threshold=2.0)
+    with pytest.raises(ValueError, match=r"crop_scale must lie in \[0.5, 2\]"):
+        create_backend("pisa_rgbd", crop_scale=3.0)
 
 
 def test_model_folder_round_trip_and_missing_folder_message(tmp_path):

@@ -40,6 +40,9 @@ class GrounderConfig:
     scalar_dim: int = 2
     heads: int = 4
     decoder_layers: int = 2
+    # Channels of a full-resolution refinement level (0: masks at half the crop size, as the first models).
+    # Thin parts (mug handles, stems, trigger guards) are one or two pixels wide at half resolution.
+    fine_dim: int = 0
     # "cnn": the RGB-D encoder alone, trained from scratch. "dinov2": frozen DINOv2 patch features of the crop's
     # colour are pooled onto the coarse grid and added to its tokens (the CNN still carries depth and fine detail).
     encoder: str = "cnn"
@@ -102,7 +105,8 @@ class CropFeatures:
     """Prompt-independent encoder output for a batch of crops."""
 
     tokens: torch.Tensor  # (B, N, D) image tokens at the coarsest level
-    pixels: torch.Tensor  # (B, P, H, W) upsampled per-pixel embeddings
+    pixels: torch.Tensor  # (B, P, S/2, S/2) upsampled per-pixel embeddings
+    fine: torch.Tensor | None = None  # (B, F, S, S) full-resolution embeddings when the config has them
     extra: dict = field(default_factory=dict)
 
 
@@ -132,6 +136,15 @@ class RgbdPartGrounder(nn.Module):
         self.hyper = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, config.pixel_dim))
         self.image_to_pixels = nn.Linear(dim, config.pixel_dim)
         self.presence_head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, 1))
+        if config.fine_dim:
+            # A U-Net's last level: the crop's own pixels next to the upsampled pyramid, so edges come from the
+            # input and meaning from the pyramid. Its mask term is added to the upsampled coarse mask.
+            # No normalisation at this level: on a CPU its memory traffic at full resolution cost more than the convs.
+            self.fine_stem = nn.Sequential(nn.Conv2d(config.in_channels, config.fine_dim, 3, 1, 1), nn.GELU())
+            self.fine_lateral = nn.Conv2d(config.pixel_dim, config.fine_dim, 1)
+            self.fine_merge = nn.Sequential(nn.Conv2d(2 * config.fine_dim, config.fine_dim, 3, 1, 1), nn.GELU(),
+                                            nn.Conv2d(config.fine_dim, config.fine_dim, 1))
+            self.fine_hyper = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, config.fine_dim))
         self.backbone = None
         if config.encoder == "dinov2":
             self.backbone = _frozen_dinov2(config.dinov2)
@@ -167,11 +180,17 @@ class RgbdPartGrounder(nn.Module):
         pixels = self.top(top)
         for level, lateral in zip(reversed(levels[:-1]), reversed(self.laterals)):
             pixels = F.interpolate(pixels, size=level.shape[-2:], mode="bilinear", align_corners=False) + lateral(level)
-        return CropFeatures(tokens=tokens, pixels=self.smooth(pixels))
+        pixels = self.smooth(pixels)
+        fine = None
+        if self.config.fine_dim:
+            up = F.interpolate(self.fine_lateral(pixels), size=crops.shape[-2:], mode="bilinear", align_corners=False)
+            fine = self.fine_merge(torch.cat([self.fine_stem(crops), up], dim=1))
+        return CropFeatures(tokens=tokens, pixels=pixels, fine=fine)
 
     def decode(self, features: CropFeatures, crop_index: torch.Tensor, text: torch.Tensor,
                masks_for: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mask logits (Q, S/2, S/2) and presence logits (Q,) for phrase q asked of crop ``crop_index[q]``.
+        """Mask logits (Q, S, S), or (Q, S/2, S/2) without a fine level, and presence logits (Q,) for phrase q
+        asked of crop ``crop_index[q]``.
 
         ``masks_for`` (bool, Q) limits the masks to those pairs (training asks many phrases only for presence).
         """
@@ -186,17 +205,39 @@ class RgbdPartGrounder(nn.Module):
         presence = self.presence_head(tokens[:, 1])[:, 0]
         if masks_for is not None:
             crop_index, image, tokens = crop_index[masks_for], image[masks_for], tokens[masks_for]
-        pixels = features.pixels[crop_index]
-        # The attended image tokens refine the pyramid's pixels (query-specific, at the coarse grid).
-        coarse = self.image_to_pixels(image).transpose(1, 2).reshape(len(crop_index), -1, self.grid, self.grid)
-        pixels = pixels + F.interpolate(coarse, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
         classifier = self.hyper(tokens[:, 0])
-        masks = torch.einsum("qchw,qc->qhw", pixels, classifier)
+        # The attended image tokens refine the pyramid's pixels (query-specific, at the coarse grid). Upsampling
+        # and the classifier are both linear, so the refinement is classified on the grid and upsampled after.
+        coarse = self.image_to_pixels(image).transpose(1, 2).reshape(len(crop_index), -1, self.grid, self.grid)
+        coarse_masks = torch.einsum("qchw,qc->qhw", coarse, classifier)[:, None]
+        pixels = features.pixels
+        masks = _per_crop_product(pixels, crop_index, classifier) + F.interpolate(
+            coarse_masks, size=pixels.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        if features.fine is not None:
+            fine = features.fine
+            masks = F.interpolate(masks[:, None], size=fine.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+            masks = masks + _per_crop_product(fine, crop_index, self.fine_hyper(tokens[:, 0]))
         return masks, presence
 
     def forward(self, crops: torch.Tensor, scalars: torch.Tensor, crop_index: torch.Tensor,
                 text: torch.Tensor, masks_for: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decode(self.encode(crops, scalars), crop_index, text, masks_for)
+
+
+def _per_crop_product(features: torch.Tensor, crop_index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(Q, H, W): query q's weights (Q, C) dotted with its crop's features (B, C, H, W) at every pixel.
+
+    One matrix product per crop instead of a (Q, C, H, W) copy of the features: the copy and its
+    scatter-add backward took more training time than the encoder's convolutions.
+    """
+    b, c, h, w = features.shape
+    per_crop = features.reshape(b, c, h * w).unbind(0)  # one backward stack, not a zero-filled copy per crop
+    order = torch.argsort(crop_index, stable=True)
+    crops, counts = torch.unique_consecutive(crop_index[order], return_counts=True)
+    chunks = torch.split(weights[order], counts.tolist())
+    products = [chunk @ per_crop[crop] for crop, chunk in zip(crops.tolist(), chunks)]
+    out = torch.cat(products)[torch.argsort(order)]
+    return out.reshape(-1, h, w)
 
 
 def _frozen_dinov2(source: str) -> nn.Module:

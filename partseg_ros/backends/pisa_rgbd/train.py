@@ -354,12 +354,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--width", type=float, default=1.0, help="scale every layer width (larger runs on a GPU)")
+    parser.add_argument("--fine-dim", type=int, default=0,
+                        help="channels of a full-resolution mask level (0, the shipped model: masks at half the "
+                             "crop size; 16 lost on this machine's 44-minute budget, see the model card)")
     parser.add_argument("--dinov2", default="", help="folder or hub id of DINOv2 weights: add its frozen features "
                         "to the RGB-D encoder (PISA's backbone; needs the weights, a GPU is advised)")
     args = parser.parse_args(argv)
     base = GrounderConfig()
     config = GrounderConfig(widths=tuple(int(w * args.width) for w in base.widths),
-                            embed_dim=int(base.embed_dim * args.width),
+                            embed_dim=int(base.embed_dim * args.width), fine_dim=int(args.fine_dim * args.width),
                             encoder="dinov2" if args.dinov2 else "cnn", dinov2=args.dinov2)
     train(args.data, args.out, args.minutes, args.max_steps, args.batch_size, args.lr, args.seed, args.eval_every,
           config=config, threads=args.threads, device=args.device)
