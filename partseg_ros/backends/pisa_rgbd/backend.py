@@ -60,6 +60,9 @@ class PisaRgbdConfig:
     colour_weight: float = 0.7  # how much a named colour's agreement weighs in the choice (0 = ignored)
     min_colour_share: float = 0.2  # a named colour must cover at least this share of the chosen object
     max_proposals: int = 12  # largest clusters kept (a cluttered table is cut here)
+    # Crop side as a multiple of the proposal's box plus margin; training drew it from 0.9-1.25, so a larger
+    # window (more context around a proposal that lost part of its object) stays within what the network saw.
+    crop_scale: float = 1.0
     part_reach: float = 1.0 / 16.0  # a part may extend this share of the crop side past its proposal...
     part_min_height_m: float = 0.003  # ...on pixels standing at least this high above the table
     candidate_limit: int = 8  # knowledge-base candidates asked when the instruction names no object
@@ -89,6 +92,8 @@ class PisaRgbdConfig:
                              f"got {config.unlearned_object!r}")
         if int(config.stride) < 1 or int(config.max_proposals) < 1:
             raise ValueError("pisa_rgbd options stride and max_proposals must be at least 1")
+        if not 0.5 <= float(config.crop_scale) <= 2.0:
+            raise ValueError(f"pisa_rgbd option crop_scale must lie in [0.5, 2], got {config.crop_scale}")
         return config
 
 
@@ -212,7 +217,7 @@ class PisaRgbdBackend(PartGroundingBackend):
         height = height_above_plane(request.depth_m, request.camera, plane.normal, plane.offset)
         windows, crops, scalars = [], [], []
         for mask in masks:
-            window = square_window(mask, self.crop_settings)
+            window = square_window(mask, self.crop_settings, np.array([0.0, 0.0, float(cfg.crop_scale)]))
             channels, extra = crop_inputs(request.rgb, request.depth_m, height, mask, window,
                                           window_focal_px(request.camera, window), self.crop_settings)
             windows.append(window)
