@@ -53,6 +53,19 @@ def test_training_scenes_never_build_held_back_kinds_nor_use_held_back_cameras()
     assert not set(held.shape_styles) & set(training.shape_styles)
 
 
+def test_diagnostic_regimes_change_one_held_back_setting_each_on_the_held_back_scenes():
+    from partseg_ros.evaluation.generalisation import SEED_BASE, regime_domain
+
+    training, held = regime_domain("in_distribution"), regime_domain("held_back")
+    camera, shapes = regime_domain("held_back_camera"), regime_domain("held_back_shapes")
+    assert (camera.cameras, camera.sensors, camera.shape_styles) == (held.cameras, held.sensors, training.shape_styles)
+    assert (shapes.cameras, shapes.sensors, shapes.shape_styles) == (training.cameras, training.sensors,
+                                                                     held.shape_styles)
+    assert SEED_BASE["held_back_camera"] == SEED_BASE["held_back_shapes"] == SEED_BASE["held_back"]
+    with pytest.raises(ValueError, match="held_back_camera"):
+        regime_domain("held_back_sensor")
+
+
 def _step_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A box 0.3 m in front of a wall at 0.6 m, seen head on (normals towards the camera)."""
     depth = np.full((60, 80), 0.6)

@@ -27,7 +27,7 @@ regimes; held-back object kinds are never built in training scenes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -196,6 +196,17 @@ class DomainSettings:
         """Settings training never samples: another camera and sensor, another shape style."""
         return cls("held_back", cameras=("azure_kinect_1280x720",), sensors=("time_of_flight",),
                    shape_styles=("taper",), excluded_kinds=HELD_BACK_KINDS)
+
+    @classmethod
+    def held_back_camera(cls) -> "DomainSettings":
+        """The training look with only the held-back camera and depth sensor: one half of the held-back gap."""
+        held = cls.held_back()
+        return replace(cls.training(), name="held_back_camera", cameras=held.cameras, sensors=held.sensors)
+
+    @classmethod
+    def held_back_shapes(cls) -> "DomainSettings":
+        """The training look with only the held-back shape style: the other half."""
+        return replace(cls.training(), name="held_back_shapes", shape_styles=cls.held_back().shape_styles)
 
 
 # Kinds never built for training; validation asks for them to measure transfer to unseen objects.
