@@ -16,8 +16,9 @@ and why:
 * **Cameras**: intrinsics of common RGB-D cameras from 640x480 to 1280x720,
   elevation 20-75 degrees, distance, roll.
 * **Depth sensors**: the study's structured-light model, an active-stereo model
-  (noise and quantisation in disparity, the second camera's occlusion shadow,
-  flying pixels, holes on dark, shiny and glass surfaces) and, held back for
+  (noise and quantisation in disparity, the second camera's occlusion shadow on
+  either side, flying pixels at a random rate, holes on dark, shiny and glass
+  surfaces, and on some sensors whole dark surfaces lost) and, held back for
   validation, a time-of-flight model.
 * **Clutter**: 2 to 7 objects, same-kind rivals in other colours.
 
@@ -81,6 +82,10 @@ class ActiveStereoSensor:
     specular_hole_rate: float = 0.3
     random_hole_rate: float = 0.005
     max_shadow_px: int = 48
+    # Below this reflectance nothing comes back at all (black plastic, dark cloth): the whole surface is a hole,
+    # as on many real IR sensors; 0 keeps only the partial dark holes above.
+    dark_dropout_reflectance: float = 0.0
+    second_camera_right: bool = True  # which side the shadow band falls on (mounting, mirrored rigs)
 
     def apply(self, depth: np.ndarray, normals: np.ndarray, rng: np.random.Generator,
               reflectance: np.ndarray, glass: np.ndarray, shiny: np.ndarray) -> np.ndarray:
@@ -90,14 +95,18 @@ class ActiveStereoSensor:
         noisy = disparity + rng.standard_normal(depth.shape) * self.disparity_sigma_px
         noisy = np.round(noisy / self.subpixel) * self.subpixel
         out = np.where(noisy > 0.1, fb / np.maximum(noisy, 0.1), np.nan)
+        # The second camera sits at +baseline (or -baseline): a pixel is hidden when a nearer surface within reach
+        # on that side covers it (its disparity exceeds ours by more than the column gap).
+        flip = (lambda image: image) if self.second_camera_right else (lambda image: image[:, ::-1])
         shadow = np.zeros(depth.shape, dtype=bool)
-        # The right camera sits at +baseline: a pixel is hidden when a nearer surface within reach to its right
-        # covers it (its disparity exceeds ours by more than the column gap).
+        seen = flip(disparity)
         for k in range(1, min(self.max_shadow_px, depth.shape[1] - 1) + 1):
-            shadow[:, :-k] |= disparity[:, k:] - disparity[:, :-k] > k
+            shadow[:, :-k] |= seen[:, k:] - seen[:, :-k] > k
+        shadow = flip(shadow)
         edges = _depth_edges(np.where(valid, depth, np.inf), self.edge_jump_m)
         lost = shadow | (rng.random(depth.shape) < self.random_hole_rate)
         lost |= rng.random(depth.shape) < self.dark_hole_rate * np.clip(1.0 - reflectance / 0.06, 0.0, 1.0)
+        lost |= reflectance < self.dark_dropout_reflectance
         lost |= glass & (rng.random(depth.shape) < self.glass_hole_rate)
         lost |= shiny & (rng.random(depth.shape) < self.specular_hole_rate * np.abs(normals[..., 2]) ** 8)
         lost |= edges & (rng.random(depth.shape) < 0.3)
@@ -215,8 +224,13 @@ HELD_BACK_KINDS: tuple[str, ...] = ("sponge", "vase", "apple")
 
 def make_sensor(name: str, intrinsics: CameraIntrinsics, rng: np.random.Generator):
     if name == "active_stereo":
+        # Wide draws of the artefacts every real sensor shows in some measure (whole dark surfaces lost, strong
+        # flying pixels at edges), so no single sensor's strength of them is what the model learns.
         return ActiveStereoSensor(baseline_m=float(rng.uniform(0.018, 0.055)), focal_px=intrinsics.fx,
-                                  disparity_sigma_px=float(rng.uniform(0.04, 0.12)))
+                                  disparity_sigma_px=float(rng.uniform(0.04, 0.12)),
+                                  flying_pixel_rate=float(rng.uniform(0.2, 0.8)),
+                                  dark_dropout_reflectance=float(rng.choice([0.0, rng.uniform(0.01, 0.08)])),
+                                  second_camera_right=bool(rng.random() < 0.7))
     if name == "time_of_flight":
         return TimeOfFlightSensor()
     if name == "structured_light":
