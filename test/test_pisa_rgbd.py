@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -89,6 +91,22 @@ def test_active_stereo_leaves_a_shadow_beside_near_objects_and_time_of_flight_do
     tof = TimeOfFlightSensor(flying_pixel_rate=0.0)
     out = tof.apply(depth, normals, np.random.default_rng(0), reflectance, none, none)
     assert np.isfinite(out[25:35, 15:28]).mean() > 0.95
+
+
+def test_active_stereo_mirrored_rig_shadows_the_other_side_and_dark_dropout_loses_whole_surfaces():
+    depth, normals, reflectance, none = _step_scene()
+    mirrored = ActiveStereoSensor(baseline_m=0.05, focal_px=200.0, random_hole_rate=0.0, flying_pixel_rate=0.0,
+                                  second_camera_right=False)
+    out = mirrored.apply(depth, normals, np.random.default_rng(0), reflectance, none, none)
+    assert np.isfinite(out[25:35, 15:28]).mean() > 0.95  # the left side is seen now...
+    assert np.isnan(out[25:35, 52:62]).mean() > 0.9  # ...and the band falls right of the box
+    dark = reflectance.copy()
+    dark[20:40, 30:50] = 0.03  # a black box: above the partial-hole level nothing is lost for sure
+    keeps = ActiveStereoSensor(baseline_m=0.05, focal_px=200.0, random_hole_rate=0.0, flying_pixel_rate=0.0,
+                               dark_hole_rate=0.0)
+    drops = replace(keeps, dark_dropout_reflectance=0.05)
+    assert np.isfinite(keeps.apply(depth, normals, np.random.default_rng(0), dark, none, none)[25:35, 35:45]).all()
+    assert np.isnan(drops.apply(depth, normals, np.random.default_rng(0), dark, none, none)[20:40, 30:50]).all()
 
 
 def test_crop_and_paste_are_inverse_up_to_resampling():
@@ -191,6 +209,36 @@ def test_training_steps_lower_the_loss_on_a_tiny_set():
         optimiser.step()
         first = first if first is not None else float(loss)
     assert float(loss) < 0.6 * first
+
+
+def test_crops_from_real_proposals_cover_every_object_and_label_junk_as_background(tmp_path):
+    from partseg_ros.backends.pisa_rgbd.dataset import (
+        BACKGROUND_KIND,
+        CropSample,
+        _generate_shard,
+        answer_for,
+        iterate_samples,
+        load_crops,
+        training_queries,
+    )
+
+    domain = DomainSettings.training()
+    seed = 100
+    summary = _generate_shard((str(tmp_path), seed, 1, "training", CropSettings(size=32).__dict__, 1.0))
+    assert summary["frames"][0]["real_proposals"] is True
+    samples = list(iterate_samples(load_crops(tmp_path, "training")))
+    randomised = random_scene(seed, domain)
+    view, _ = render_randomised(randomised, domain, view_seed=0)
+    visible = [randomised.kinds[i - 1] for i in range(1, len(view.object_names)) if (view.object_ids == i).sum() >= 120]
+    objects = [s for s in samples if s.kind != BACKGROUND_KIND]
+    # every visible object at least once (an object split in two proposals is cut twice, as the backend sees it)
+    assert set(s.kind for s in objects) == set(visible) and len(objects) >= len(visible)
+    assert all(s.labels.max() > 0 and len(s.parts) > 0 for s in objects)
+    junk = CropSample(samples[0].channels, samples[0].scalars, np.zeros_like(samples[0].labels), BACKGROUND_KIND, ())
+    kinds = {s.kind: s.parts for s in objects}
+    asked = training_queries(junk, kinds, np.random.default_rng(0), positives=2, negatives=3)
+    assert len(asked) == 3 and all(q.presence == 0.0 for q in asked)
+    assert answer_for(junk, asked[0].object_name, asked[0].part_phrase).presence == 0.0
 
 
 def test_unknown_backend_options_fail_before_loading_with_the_closest_name():

@@ -1,11 +1,13 @@
 """Training crops from randomised frames, and the phrases asked of them.
 
 A generated frame yields one crop per visible object, cut by the same code
-the backend uses at run time (:mod:`.crops`). The proposal channel is the true
-object mask disturbed the way geometric proposals go wrong (grown, shrunk,
-merged with a touching neighbour, cut short), and the table plane is the true
-one tilted and shifted by a RANSAC-sized error, so the network does not learn
-to trust either. Crops are stored in shards of ``.npz`` files with a JSON
+the backend uses at run time (:mod:`.crops`). On some frames the proposals are
+the backend's own (its table fit and depth clusters on the frame's noisy
+depth, junk clusters kept as background crops); on the others the proposal
+channel is the true object mask disturbed the way geometric proposals go wrong
+(grown, shrunk, merged with a touching neighbour, cut short), and the table
+plane is the true one tilted and shifted by a RANSAC-sized error, so the
+network does not learn to trust either. Crops are stored in shards of ``.npz`` files with a JSON
 index, so generation can run in parallel processes and resume.
 
 ``partseg_generate_training_crops`` (``python -m partseg_ros.backends.pisa_rgbd.dataset``)
@@ -37,6 +39,14 @@ from partseg_ros.backends.pisa_rgbd.crops import (
 from partseg_ros.backends.pisa_rgbd.vocabulary import kind_words, query_text
 
 MIN_OBJECT_PIXELS = 120
+# The kind of a crop around a proposal that holds no object (flying pixels, a table edge): every phrase is
+# absent there, which is what the presence score must learn to say of the junk a real sensor's proposals hold.
+BACKGROUND_KIND = ""
+# A proposal belongs to the object holding at least this share of it; below the background share it is junk,
+# in between it is too mixed to label and is skipped.
+OWNER_SHARE = 0.5
+BACKGROUND_SHARE = 0.2
+MAX_BACKGROUND_CROPS = 2  # per frame
 
 
 @dataclass
@@ -78,8 +88,8 @@ def _disturbed_proposal(view, object_id: int, rng: np.random.Generator) -> np.nd
 
 
 def crops_from_view(view, kinds: Sequence[str], settings: CropSettings, rng: np.random.Generator,
-                    plane_error: bool = True) -> list[CropSample]:
-    """One crop per object with enough visible pixels; ``kinds[i]`` is object id i + 1's kind."""
+                    plane_error: bool = True, skip: frozenset[int] | set[int] = frozenset()) -> list[CropSample]:
+    """One crop per visible object but those in ``skip``; ``kinds[i]`` is object id i + 1's kind."""
     from partseg_ros.scene.randomised import table_plane_in_camera
 
     normal, offset = table_plane_in_camera(view.world_from_camera)
@@ -91,22 +101,72 @@ def crops_from_view(view, kinds: Sequence[str], settings: CropSettings, rng: np.
     samples = []
     for object_id in range(1, len(view.object_names)):
         visible = view.object_ids == object_id
-        if visible.sum() < MIN_OBJECT_PIXELS:
+        if object_id in skip or visible.sum() < MIN_OBJECT_PIXELS:
             continue
         proposal = _disturbed_proposal(view, object_id, rng)
-        jitter = np.array([rng.normal(0, 0.04), rng.normal(0, 0.04), rng.uniform(0.9, 1.25)])
-        window = square_window(proposal, settings, jitter)
-        channels, scalars = crop_inputs(view.rgb, view.depth_m, height, proposal, window,
-                                        window_focal_px(view.intrinsics, window), settings)
+        samples.append(_crop(view, proposal, height, object_id, kinds[object_id - 1], settings, rng))
+    return samples
+
+
+def proposal_crops_from_view(view, kinds: Sequence[str], settings: CropSettings, rng: np.random.Generator,
+                             stride: int = 2) -> list[CropSample]:
+    """Crops cut around the proposals the backend itself finds on this frame, with the plane it fits.
+
+    Disturbed true masks teach the common ways proposals go wrong; these show
+    the ones only the real proposal code makes on a given sensor's depth (a
+    spoon's flat bowl missing, an object split at a hole, flying-pixel junk),
+    with the same table-plane error the backend will have. Each proposal is
+    labelled with the object owning most of it, or as background; objects no
+    proposal owns get a disturbed-mask crop, so every object still appears
+    (that is also the crop a depthless object gets, as the backend's
+    colour-hole proposal would cut it).
+    """
+    from partseg_ros.backends.shapegrasp.proposals import find_table, object_clusters, to_full_resolution
+    from partseg_ros.backends.shapegrasp.segmentation import SegmentationConfig
+    from partseg_ros.types import GroundingRequest
+
+    segmentation = SegmentationConfig()
+    request = GroundingRequest(rgb=view.rgb, depth_m=view.depth_m, instruction="", intrinsics=view.intrinsics)
+    plane, _, rgb_s, _, points = find_table(request, stride, segmentation.min_height_m)
+    if plane is None:
+        return crops_from_view(view, kinds, settings, rng)
+    height = height_above_plane(view.depth_m, view.intrinsics, plane.normal, plane.offset)
+    samples, owned, background = [], set(), 0
+    for cluster in object_clusters(request, plane, points, rgb_s, stride, segmentation):
+        proposal = to_full_resolution(cluster.mask, request, plane, stride)
+        size = int(proposal.sum())
+        if size < MIN_OBJECT_PIXELS // 2:
+            continue
+        counts = np.bincount(view.object_ids[proposal].ravel(), minlength=len(view.object_names))
+        owner = int(np.argmax(counts[1:])) + 1 if len(counts) > 1 else 0
+        share = counts[owner] / size if owner else 0.0
+        if share >= OWNER_SHARE and (view.object_ids == owner).sum() >= MIN_OBJECT_PIXELS:
+            owned.add(owner)
+            samples.append(_crop(view, proposal, height, owner, kinds[owner - 1], settings, rng))
+        elif share < BACKGROUND_SHARE and background < MAX_BACKGROUND_CROPS:
+            background += 1
+            samples.append(_crop(view, proposal, height, 0, BACKGROUND_KIND, settings, rng))
+    rest = [s for s in crops_from_view(view, kinds, settings, rng, skip=owned)]
+    return samples + rest
+
+
+def _crop(view, proposal: np.ndarray, height: np.ndarray, object_id: int, kind: str, settings: CropSettings,
+          rng: np.random.Generator) -> CropSample:
+    """The crop around one proposal, labelled with object ``object_id``'s parts (0: background, no parts)."""
+    jitter = np.array([rng.normal(0, 0.04), rng.normal(0, 0.04), rng.uniform(0.9, 1.25)])
+    window = square_window(proposal, settings, jitter)
+    channels, scalars = crop_inputs(view.rgb, view.depth_m, height, proposal, window,
+                                    window_focal_px(view.intrinsics, window), settings)
+    local = np.zeros(len(view.part_names), dtype=np.uint8)
+    parts: tuple[str, ...] = ()
+    if object_id:
         instance = view.object_names[object_id]
         part_ids = [i for i, name in enumerate(view.part_names) if name.split("/")[0] == instance]
-        local = np.zeros(len(view.part_names), dtype=np.uint8)
         for index, pid in enumerate(part_ids, start=1):
             local[pid] = index
-        labels = crop_labels(local[view.part_ids], window, settings.size)
         parts = tuple(view.part_names[pid].split("/", 1)[1] for pid in part_ids)
-        samples.append(CropSample(channels.astype(np.float16), scalars, labels, kinds[object_id - 1], parts))
-    return samples
+    labels = crop_labels(local[view.part_ids], window, settings.size)
+    return CropSample(channels.astype(np.float16), scalars, labels, kind, parts)
 
 
 # ----------------------------------------------------------------- phrases asked in training
@@ -124,6 +184,8 @@ class Query:
 def answer_for(sample: CropSample, object_name: str, part_phrase: str) -> Query:
     """What a phrase asked of another crop should get: presence when the crop's kind answers to the name, and
     the part's labels when that kind has a part of that name."""
+    if sample.kind == BACKGROUND_KIND:
+        return Query(query_text(part_phrase, object_name), 0.0, (), object_name, part_phrase)
     words = kind_words(sample.kind, sample.parts)
     if object_name not in words.names:
         return Query(query_text(part_phrase, object_name), 0.0, (), object_name, part_phrase)
@@ -135,18 +197,19 @@ def answer_for(sample: CropSample, object_name: str, part_phrase: str) -> Query:
 def training_queries(sample: CropSample, all_kinds: dict[str, tuple[str, ...]], rng: np.random.Generator,
                      positives: int = 2, negatives: int = 2) -> list[Query]:
     """Phrases for one crop: parts of its own object under random names, and parts of other objects under
-    names that do not also name this one."""
-    words = kind_words(sample.kind, sample.parts)
+    names that do not also name this one (a background crop gets only the latter)."""
+    background = sample.kind == BACKGROUND_KIND
+    words = None if background else kind_words(sample.kind, sample.parts)
     queries = []
-    groups = list(words.groups)
+    groups = [] if words is None else list(words.groups)
     for group in rng.permutation(len(groups))[:positives]:
         g = groups[int(group)]
         name = words.names[0] if rng.random() < 0.5 else str(rng.choice(words.names))
         phrase = str(rng.choice([p for p in g.phrases if " of " not in p] or [g.name]))
         targets = tuple(sample.parts.index(p) + 1 for p in g.generator_parts)
         queries.append(Query(query_text(phrase, name), 1.0, targets, name, phrase))
-    others = [k for k in all_kinds if k != sample.kind]
-    own_names = set(words.names)
+    others = [k for k in all_kinds if k not in (sample.kind, BACKGROUND_KIND)]
+    own_names = set() if words is None else set(words.names)
     for _ in range(negatives):
         for _attempt in range(5):
             kind = str(rng.choice(others))
@@ -164,11 +227,11 @@ def training_queries(sample: CropSample, all_kinds: dict[str, tuple[str, ...]], 
 # ----------------------------------------------------------------- generation command
 
 
-def _generate_shard(job: tuple[str, int, int, str, dict]) -> dict:
+def _generate_shard(job: tuple[str, int, int, str, dict, float]) -> dict:
     """Render ``count`` randomised frames from ``first_seed`` on and save their crops as one shard."""
     from partseg_ros.scene.randomised import DomainSettings, random_scene, render_randomised
 
-    out, first_seed, count, regime, crop_kwargs = job
+    out, first_seed, count, regime, crop_kwargs, real_proposal_share = job
     settings = CropSettings(**crop_kwargs)
     domain = DomainSettings.held_back() if regime == "held_back" else DomainSettings.training()
     samples: list[CropSample] = []
@@ -177,11 +240,14 @@ def _generate_shard(job: tuple[str, int, int, str, dict]) -> dict:
         randomised = random_scene(seed, domain)
         view, meta = render_randomised(randomised, domain, view_seed=0)
         rng = np.random.default_rng([seed, 0x43524F50])
-        got = crops_from_view(view, randomised.kinds, settings, rng)
+        real = np.random.default_rng([seed, 0x5245414C]).random() < real_proposal_share
+        cut = proposal_crops_from_view if real else crops_from_view
+        got = cut(view, randomised.kinds, settings, rng)
         for sample in got:
             sample.frame = seed
         samples += got
-        records.append({"seed": seed, "camera": meta["camera"], "sensor": meta["sensor"], "crops": len(got)})
+        records.append({"seed": seed, "camera": meta["camera"], "sensor": meta["sensor"], "crops": len(got),
+                        "real_proposals": bool(real)})
     path = Path(out) / f"{regime}_{first_seed:07d}.npz"
     np.savez(path, channels=np.stack([s.channels for s in samples]), scalars=np.stack([s.scalars for s in samples]),
              labels=np.stack([s.labels for s in samples]),
@@ -191,14 +257,19 @@ def _generate_shard(job: tuple[str, int, int, str, dict]) -> dict:
 
 
 def generate_crops(out: Path, frames: int, regime: str, first_seed: int, workers: int = 2, shard_frames: int = 25,
-                   settings: CropSettings = CropSettings(), progress: bool = True) -> list[dict]:
-    """Render ``frames`` randomised frames into crop shards under ``out``; existing shards are kept (resume)."""
+                   settings: CropSettings = CropSettings(), progress: bool = True,
+                   real_proposal_share: float = 0.0) -> list[dict]:
+    """Render ``frames`` randomised frames into crop shards under ``out``; existing shards are kept (resume).
+
+    ``real_proposal_share`` of the frames are cut around the backend's own proposals
+    (:func:`proposal_crops_from_view`), the rest around disturbed true masks.
+    """
     out.mkdir(parents=True, exist_ok=True)
     jobs = []
     for start in range(first_seed, first_seed + frames, shard_frames):
         count = min(shard_frames, first_seed + frames - start)
         if not (out / f"{regime}_{start:07d}.npz").exists():
-            jobs.append((str(out), start, count, regime, settings.__dict__))
+            jobs.append((str(out), start, count, regime, settings.__dict__, real_proposal_share))
     done = []
     begin = time.perf_counter()
     if jobs:
@@ -242,7 +313,7 @@ def _shard_index(folder: Path, regime: str) -> dict[str, list[dict]]:
 def iterate_samples(data: dict[str, np.ndarray]) -> Iterator[CropSample]:
     for i in range(len(data["kinds"])):
         yield CropSample(data["channels"][i], data["scalars"][i], data["labels"][i], str(data["kinds"][i]),
-                         tuple(str(data["parts"][i]).split("|")), int(data["frames"][i]))
+                         tuple(p for p in str(data["parts"][i]).split("|") if p), int(data["frames"][i]))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -254,10 +325,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="frames in each validation set: in-distribution (new seeds) and held-back regime")
     parser.add_argument("--seed", type=int, default=0, help="first scene seed (training); held-back seeds follow")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--real-proposal-share", type=float, default=0.5,
+                        help="share of frames cut around the backend's own geometric proposals (with background "
+                             "crops of the junk among them) instead of disturbed true object masks")
     args = parser.parse_args(argv)
-    generate_crops(args.out, args.frames, "training", args.seed, args.workers)
-    generate_crops(args.out, args.held_back_frames, "validation", args.seed + 20_000_000, args.workers)
-    generate_crops(args.out, args.held_back_frames, "held_back", args.seed + 10_000_000, args.workers)
+    if not 0.0 <= args.real_proposal_share <= 1.0:
+        parser.error("--real-proposal-share must lie in [0, 1]")
+    for regime, frames, first in (("training", args.frames, args.seed),
+                                  ("validation", args.held_back_frames, args.seed + 20_000_000),
+                                  ("held_back", args.held_back_frames, args.seed + 10_000_000)):
+        generate_crops(args.out, frames, regime, first, args.workers, real_proposal_share=args.real_proposal_share)
     return 0
 
 

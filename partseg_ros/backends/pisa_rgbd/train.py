@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from partseg_ros.backends.pisa_rgbd.checkpoint import save_model
 from partseg_ros.backends.pisa_rgbd.crops import CropSettings
 from partseg_ros.backends.pisa_rgbd.dataset import (
+    BACKGROUND_KIND,
     CropSample,
     Query,
     answer_for,
@@ -257,7 +258,7 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
     torch.manual_seed(seed)
     crop_settings = CropSettings(size=config.crop_size)
     train_samples = list(iterate_samples(load_crops(data, "training")))
-    kinds = {s.kind: s.parts for s in train_samples}
+    kinds = {s.kind: s.parts for s in train_samples if s.kind != BACKGROUND_KIND}
     frame_members: dict[int, list[int]] = {}
     for i, sample in enumerate(train_samples):
         frame_members.setdefault(sample.frame if sample.frame >= 0 else -1 - i, []).append(i)
