@@ -199,3 +199,42 @@ def test_colour_names():
     names = [COLOUR_WORDS[i] for i in name_pixels(pixels)]
     assert names == ["red", "blue", "green", "black", "white", "grey"]
     assert dominant_colour(colour_histogram(np.repeat(pixels[1:2], 10, axis=0))) == "blue"
+
+
+def _table_seen_from_above() -> tuple[np.ndarray, np.ndarray]:
+    """Depth and colour of a light table 0.8 m under a downward camera (height above it = 0.8 - depth)."""
+    return np.full((120, 160), 0.8, dtype=np.float32), np.full((120, 160, 3), 200, dtype=np.uint8)
+
+
+def test_an_object_without_depth_returns_is_proposed_from_its_colour_and_shadow_bands_are_not():
+    from partseg_ros.backends.shapegrasp.proposals import depth_hole_proposals
+    from partseg_ros.backends.shapegrasp.segmentation import SegmentationConfig
+    from partseg_ros.types import CameraIntrinsics, GroundingRequest
+
+    depth, rgb = _table_seen_from_above()
+    depth[40:70, 30:60] = np.nan  # a black box the sensor does not see
+    rgb[40:70, 30:60] = 20
+    depth[40:80, 100:104] = np.nan  # a shadow band on the table: table-coloured
+    request = GroundingRequest(rgb=rgb, depth_m=depth, instruction="x",
+                               intrinsics=CameraIntrinsics(150.0, 150.0, 79.5, 59.5, 160, 120))
+    masks = depth_hole_proposals(request, 0.8 - depth, SegmentationConfig(), [])
+    assert len(masks) == 1
+    assert masks[0][40:70, 30:60].all() and masks[0].sum() == 30 * 30
+
+
+def test_a_hole_touching_a_proposal_extends_it_instead_of_becoming_an_object():
+    from partseg_ros.backends.shapegrasp.proposals import depth_hole_proposals
+    from partseg_ros.backends.shapegrasp.segmentation import SegmentationConfig
+    from partseg_ros.types import CameraIntrinsics, GroundingRequest
+
+    depth, rgb = _table_seen_from_above()
+    depth[40:70, 30:45] = 0.7  # the seen half of a dark object
+    depth[40:70, 45:60] = np.nan  # the half the sensor lost
+    rgb[40:70, 30:60] = 20
+    seen = np.zeros(depth.shape, bool)
+    seen[40:70, 30:45] = True
+    request = GroundingRequest(rgb=rgb, depth_m=depth, instruction="x",
+                               intrinsics=CameraIntrinsics(150.0, 150.0, 79.5, 59.5, 160, 120))
+    masks = depth_hole_proposals(request, 0.8 - depth, SegmentationConfig(), [seen])
+    assert len(masks) == 1
+    assert masks[0][40:70, 30:60].all() and masks[0].sum() == 30 * 30

@@ -36,7 +36,12 @@ from partseg_ros.backends.pisa_rgbd.vocabulary import learned_kb_objects, query_
 from partseg_ros.backends.reasoning import begin_grounding, build_reasoner, empty_result, object_candidates
 from partseg_ros.backends.shapegrasp.colour import colour_histogram
 from partseg_ros.backends.shapegrasp.matching import colour_fit
-from partseg_ros.backends.shapegrasp.proposals import find_table, object_clusters, to_full_resolution
+from partseg_ros.backends.shapegrasp.proposals import (
+    depth_hole_proposals,
+    find_table,
+    object_clusters,
+    to_full_resolution,
+)
 from partseg_ros.backends.shapegrasp.segmentation import SegmentationConfig
 from partseg_ros.language.reasoner import Candidate, InstructionResolution
 from partseg_ros.types import GroundingRequest, GroundingResult, PartInstance
@@ -60,6 +65,9 @@ class PisaRgbdConfig:
     colour_weight: float = 0.7  # how much a named colour's agreement weighs in the choice (0 = ignored)
     min_colour_share: float = 0.2  # a named colour must cover at least this share of the chosen object
     max_proposals: int = 12  # largest clusters kept (a cluttered table is cut here)
+    # Propose objects that returned no depth from their colour against the table (segmentation.hole_* options);
+    # the network sees RGB where depth clustering sees nothing.
+    depth_hole_proposals: bool = True
     # Crop side as a multiple of the proposal's box plus margin; training drew it from 0.9-1.25, so a larger
     # window (more context around a proposal that lost part of its object) stays within what the network saw.
     crop_scale: float = 1.0
@@ -209,12 +217,14 @@ class PisaRgbdBackend(PartGroundingBackend):
             clusters = object_clusters(request, plane, points, rgb_s, stride, self.segmentation_config)
             clusters = sorted(clusters, key=lambda c: -len(c.pixels))[: cfg.max_proposals]
             masks = [to_full_resolution(c.mask, request, plane, stride) for c in clusters]
+        height = height_above_plane(request.depth_m, request.camera, plane.normal, plane.offset)
+        if not oracle and cfg.depth_hole_proposals:
+            masks = depth_hole_proposals(request, height, self.segmentation_config, masks)
         masks = [m for m in masks if m.any()]
         lap("objects")
         if not masks:
             return self._empty(resolution, "no object found on the table", timings)
 
-        height = height_above_plane(request.depth_m, request.camera, plane.normal, plane.offset)
         windows, crops, scalars = [], [], []
         for mask in masks:
             window = square_window(mask, self.crop_settings, np.array([0.0, 0.0, float(cfg.crop_scale)]))

@@ -92,6 +92,66 @@ def to_full_resolution(mask: np.ndarray, request: GroundingRequest, plane: Table
     return full
 
 
+def depth_hole_proposals(request: GroundingRequest, height_m: np.ndarray, config: SegmentationConfig,
+                         proposals: list[np.ndarray]) -> list[np.ndarray]:
+    """Full-resolution masks for objects the depth sensor returned nothing from, the given proposals grown by them.
+
+    Depth clustering cannot see an object without depth returns; such an
+    object is still a hole in the table with its own colour. Holes that
+    touch a proposal extend it (an object half lost to the sensor); the
+    others become proposals of their own. Shadow bands and holes in the
+    table itself are rejected by their colour, which is the table's; holes
+    cut by the image border, or bounded by the floor past the table's edge,
+    by what is unknown about them. ``height_m`` is every pixel's height above
+    the table (NaN without depth). Returns the grown proposals, then the new ones.
+    """
+    from scipy import ndimage
+
+    valid = np.isfinite(height_m)
+    h, w = valid.shape
+    labels, count = ndimage.label(~valid)
+    if count == 0:
+        return list(proposals)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    lo, hi = config.hole_min_share * h * w, config.hole_max_share * h * w
+    grown = [np.asarray(p, dtype=bool).copy() for p in proposals]
+    extra = []
+    r = config.hole_ring_px
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None or not lo <= sizes[index] <= hi:
+            continue
+        if box[0].start == 0 or box[1].start == 0 or box[0].stop == h or box[1].stop == w:
+            continue
+        window = (slice(max(box[0].start - r, 0), min(box[0].stop + r, h)),
+                  slice(max(box[1].start - r, 0), min(box[1].stop + r, w)))
+        hole = labels[window] == index
+        ring = ndimage.binary_dilation(hole, iterations=r) & ~hole
+        around = height_m[window][ring]
+        seen = around[np.isfinite(around)]
+        if seen.size < config.hole_ring_valid_share * around.size:
+            continue
+        on_or_over_table = (seen > -config.min_height_m) & (seen < config.max_height_m)
+        if on_or_over_table.sum() < config.hole_ring_table_share * seen.size:
+            continue
+        with np.errstate(invalid="ignore"):
+            table_ring = ring & (np.abs(height_m[window]) < config.min_height_m)
+        if not table_ring.any():
+            continue
+        rgb = request.rgb[window].astype(np.float32) / 255.0
+        step = np.linalg.norm(np.median(rgb[hole], axis=0) - np.median(rgb[table_ring], axis=0))
+        if step < config.hole_colour_step:
+            continue
+        full = np.zeros((h, w), dtype=bool)
+        full[window] = hole
+        near = ndimage.binary_dilation(hole, iterations=2)
+        joined = next((i for i, p in enumerate(grown) if (p[window] & near).any()), None)
+        if joined is not None:
+            grown[joined] |= full
+        else:
+            extra.append(full)
+    return grown + extra
+
+
 def find_table(request: GroundingRequest, stride: int, min_height_m: float
                ) -> tuple[Optional[TablePlane], np.ndarray, np.ndarray, CameraModel, np.ndarray]:
     """(plane or None, subsampled depth, rgb, grid camera, points) with thin structures kept when a plane exists."""

@@ -61,6 +61,14 @@ class SegmentationConfig:
     occlusion_jump_m: float = 0.05  # ...of at least this much separates two objects
     occlusion_brightness_step: float = 0.4  # log brightness ratio that separates them across twice that jump
     occlusion_border_share: float = 0.5  # ...where this share of the shared border shows it
+    # Objects that return no depth at all (black plastic on an IR sensor, some glass): a hole in the depth image
+    # bounded by table, of object size and of another colour than the table, is proposed from colour alone.
+    hole_min_share: float = 0.0004  # of the image's pixels
+    hole_max_share: float = 0.05
+    hole_ring_px: int = 4  # width of the ring around a hole its surroundings are judged on
+    hole_ring_valid_share: float = 0.5  # the ring must be mostly measured...
+    hole_ring_table_share: float = 0.6  # ...mostly table or objects on it (not the floor past the table edge)...
+    hole_colour_step: float = 0.12  # ...and the hole's median colour this far (RGB, 0-1) from the ring's table
 
 
 @dataclass
