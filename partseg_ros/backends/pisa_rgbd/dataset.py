@@ -146,8 +146,7 @@ def proposal_crops_from_view(view, kinds: Sequence[str], settings: CropSettings,
         elif share < BACKGROUND_SHARE and background < MAX_BACKGROUND_CROPS:
             background += 1
             samples.append(_crop(view, proposal, height, 0, BACKGROUND_KIND, settings, rng))
-    rest = [s for s in crops_from_view(view, kinds, settings, rng, skip=owned)]
-    return samples + rest
+    return samples + crops_from_view(view, kinds, settings, rng, skip=owned)
 
 
 def _crop(view, proposal: np.ndarray, height: np.ndarray, object_id: int, kind: str, settings: CropSettings,
@@ -198,8 +197,7 @@ def training_queries(sample: CropSample, all_kinds: dict[str, tuple[str, ...]], 
                      positives: int = 2, negatives: int = 2) -> list[Query]:
     """Phrases for one crop: parts of its own object under random names, and parts of other objects under
     names that do not also name this one (a background crop gets only the latter)."""
-    background = sample.kind == BACKGROUND_KIND
-    words = None if background else kind_words(sample.kind, sample.parts)
+    words = None if sample.kind == BACKGROUND_KIND else kind_words(sample.kind, sample.parts)
     queries = []
     groups = [] if words is None else list(words.groups)
     for group in rng.permutation(len(groups))[:positives]:
