@@ -97,12 +97,13 @@ class ActiveStereoSensor:
         out = np.where(noisy > 0.1, fb / np.maximum(noisy, 0.1), np.nan)
         # The second camera sits at +baseline (or -baseline): a pixel is hidden when a nearer surface within reach
         # on that side covers it (its disparity exceeds ours by more than the column gap).
-        flip = (lambda image: image) if self.second_camera_right else (lambda image: image[:, ::-1])
+        # A left-hand rig is the right-hand one mirrored: mirror in, find the band, mirror back.
+        seen = disparity if self.second_camera_right else disparity[:, ::-1]
         shadow = np.zeros(depth.shape, dtype=bool)
-        seen = flip(disparity)
         for k in range(1, min(self.max_shadow_px, depth.shape[1] - 1) + 1):
             shadow[:, :-k] |= seen[:, k:] - seen[:, :-k] > k
-        shadow = flip(shadow)
+        if not self.second_camera_right:
+            shadow = shadow[:, ::-1]
         edges = _depth_edges(np.where(valid, depth, np.inf), self.edge_jump_m)
         lost = shadow | (rng.random(depth.shape) < self.random_hole_rate)
         lost |= rng.random(depth.shape) < self.dark_hole_rate * np.clip(1.0 - reflectance / 0.06, 0.0, 1.0)

@@ -7,8 +7,9 @@ depth, junk clusters kept as background crops); on the others the proposal
 channel is the true object mask disturbed the way geometric proposals go wrong
 (grown, shrunk, merged with a touching neighbour, cut short), and the table
 plane is the true one tilted and shifted by a RANSAC-sized error, so the
-network does not learn to trust either. Crops are stored in shards of ``.npz`` files with a JSON
-index, so generation can run in parallel processes and resume.
+network does not learn to trust either. Crops are stored in shards of
+``.npz`` files with a JSON index, so generation can run in parallel processes
+and resume.
 
 ``partseg_generate_training_crops`` (``python -m partseg_ros.backends.pisa_rgbd.dataset``)
 writes a training set and the held-back validation set.
@@ -183,10 +184,8 @@ class Query:
 def answer_for(sample: CropSample, object_name: str, part_phrase: str) -> Query:
     """What a phrase asked of another crop should get: presence when the crop's kind answers to the name, and
     the part's labels when that kind has a part of that name."""
-    if sample.kind == BACKGROUND_KIND:
-        return Query(query_text(part_phrase, object_name), 0.0, (), object_name, part_phrase)
-    words = kind_words(sample.kind, sample.parts)
-    if object_name not in words.names:
+    words = None if sample.kind == BACKGROUND_KIND else kind_words(sample.kind, sample.parts)
+    if words is None or object_name not in words.names:
         return Query(query_text(part_phrase, object_name), 0.0, (), object_name, part_phrase)
     group = next((g for g in words.groups if part_phrase in g.phrases or part_phrase == g.name), None)
     targets = tuple(sample.parts.index(p) + 1 for p in group.generator_parts) if group else ()
