@@ -44,6 +44,7 @@ pytestmark = pytest.mark.slow
 
 H, W = 48, 64
 CAMERA_INFO_TIMEOUT_S = 0.5
+CAMERA_INFO_GRACE_S = 0.5  # wide, so that a camera_info sent just after its colour is surely within it
 PER_CLASS = 40
 RANDOM_MUTATIONS = 300
 FRAME_SPACING_NS = 40_000_000  # synthetic camera timeline: 25 Hz, far above sync.slop_s
@@ -263,7 +264,8 @@ def system():
          "-p", "autostart:=true", "-p", "backend:=traffic_backends:BrightestBlockBackend", "-p", "warmup:=false",
          "-p", "qos.sensor_reliability:=reliable", "-p", f"qos.sensor_depth:={DEEP}",
          "-p", f"qos.instruction_depth:={DEEP}", "-p", "sync.queue_size:=60",
-         "-p", f"limits.camera_info_timeout_s:={CAMERA_INFO_TIMEOUT_S}", "-p", "diagnostics.period_s:=0.1"],
+         "-p", f"limits.camera_info_timeout_s:={CAMERA_INFO_TIMEOUT_S}",
+         "-p", f"limits.camera_info_grace_s:={CAMERA_INFO_GRACE_S}", "-p", "diagnostics.period_s:=0.1"],
         extra_env={"PYTHONPATH": os.pathsep.join(p for p in (test_dir, os.environ.get("PYTHONPATH", "")) if p)},
     )
     probe = Probe()
@@ -313,6 +315,33 @@ def _primed(probe: Probe, sender: Sender, rng) -> dict[str, int]:
     while (counts := _counts(probe.fresh_diagnostics())).get("frames_processed", 0) <= processed:
         pass
     return counts
+
+
+def test_a_frame_whose_camera_info_came_broken_is_not_also_counted_missing(system):
+    """After a camera_info silence, a colour frame whose camera_info arrives just after it, truncated.
+
+    The broken camera_info is refused on arrival (deserialization_failed); the frame
+    had its camera_info, so it must not be refused a second time as camera_info_missing
+    once the grace period ends (one frame, one rejection). Transport may deliver a
+    frame's colour before its camera_info; here that order is forced.
+    """
+    node, probe, sender = system
+    sender.instruction.publish(String(data="pick up the block"))
+    probe.wait_for(lambda: probe.fresh_diagnostics().get("instruction") == "pick up the block", 30, "the instruction")
+    before = _primed(probe, sender, np.random.default_rng(7))
+    time.sleep(CAMERA_INFO_TIMEOUT_S + 0.2)  # the last camera_info goes stale: the next colour is watched
+    colour, depth, info = _valid(np.random.default_rng(8))
+    sender.next_ns += FRAME_SPACING_NS
+    for msg in (colour, depth, info):
+        msg.header = sender.header(sender.next_ns)
+    sender.depth.publish(depth)
+    sender.color.publish(colour)
+    time.sleep(0.02)  # well inside CAMERA_INFO_GRACE_S
+    sender.info.publish(_truncated(info, np.random.default_rng(9)))
+    time.sleep(CAMERA_INFO_GRACE_S + 0.5)  # the grace period is over and the watch has been checked
+    delta = _settle(probe, before, 1)
+    assert delta.get("rejected.deserialization_failed", 0) == 1, delta
+    assert delta.get("rejected.camera_info_missing", 0) == 0, f"{delta}\n{node.output()[-1500:]}"
 
 
 def test_fuzz_every_malformed_message_is_counted_under_its_reason(system):

@@ -311,9 +311,14 @@ class FrameInput:
                 return
             now_ns = self._now_ns()
             while self._watched and now_ns - self._watched[0][1] > config.camera_info_grace_ns:
-                stamp_ns, _ = self._watched.popleft()
+                stamp_ns, arrival_ns = self._watched.popleft()
+                last = self._last_info_arrival_ns
+                if last is not None and last >= arrival_ns:
+                    # A camera_info came after this frame: if it could not be read it was refused
+                    # (and counted) on arrival; the frame is left to the synchroniser, which pairs
+                    # it or drops it as unmatched, so one frame is never refused twice.
+                    continue
                 if sync.discard("color", stamp_ns):  # still unpaired: its camera_info never came
-                    last = self._last_info_arrival_ns
                     waited = "never" if last is None else f"{(now_ns - last) / 1e9:.1f} s ago"
                     self._rejections.reject(
                         CAMERA_INFO_MISSING,
