@@ -79,6 +79,9 @@ def test_parser_separates_purpose_and_interaction(kb):
         ("eat the red lollipop", "lollipop", "stick"),
         ("hang the camera", "camera", "strap"),
         ("plug in the power strip", "power strip", "plug"),
+        # a trigger sprayer opens at the screw cap under its head (the generator builds one); it sprays by the trigger
+        ("unscrew the spray bottle", "spray bottle", "cap"),
+        ("spray the cleaning spray", "spray bottle", "trigger"),
         ("pick up the knife by its blade", "knife", "blade"),
         ("Where is the handle of the scissors that can be held in this image?", "scissors", "handle"),
     ],
