@@ -291,6 +291,44 @@ def test_committed_model_finds_the_mug_handle_on_a_scene_it_renders_itself():
     assert kind_words("mug", ("body", "handle")).kb_object == "mug"
 
 
+def test_mirror_average_flips_the_mirrored_mask_back_onto_the_part():
+    """A mug handle is on one side of its crop: read off the mirrored crop and not flipped back,
+    the averaged mask would lose it; flipped back, it agrees with the plain answer."""
+    from partseg_ros.backends.registry import create_backend
+
+    plain = create_backend("pisa_rgbd")
+    mirrored = create_backend("pisa_rgbd", mirror_average=True)
+    domain = DomainSettings.training()
+    randomised = random_scene(101, domain, kinds=["mug", "block", "bowl"])
+    view, _ = render_randomised(randomised, domain, view_seed=0)
+    request = GroundingRequest(view.rgb, "pick up the mug", view.depth_m, view.intrinsics)
+    a = plain.ground(request).union_mask(view.rgb.shape[:2])
+    b = mirrored.ground(request).union_mask(view.rgb.shape[:2])
+    assert a.sum() > 50 and (a & b).sum() / (a | b).sum() >= 0.6, (int(a.sum()), int(b.sum()))
+
+
+def test_the_veto_refuses_an_unlearned_object_the_network_takes_for_one_it_knows():
+    """Asked for a wrench (a kind the model never saw) among a screwdriver, wire cutters and a hammer.
+
+    The geometric rules alone hand over one of the tools; with ``veto_known_objects``
+    the network recognises that tool as a kind it knows, so the answer is no target,
+    with the reason.
+    """
+    from partseg_ros.backends.registry import create_backend
+
+    vetoed = create_backend("pisa_rgbd", veto_known_objects=True)
+    rules_only = create_backend("pisa_rgbd")  # the default: the rules' answer stands
+    domain = DomainSettings.training()
+    for seed in (101, 102):
+        randomised = random_scene(seed, domain, kinds=["screwdriver", "wire_cutters", "hammer"])
+        view, _ = render_randomised(randomised, domain, view_seed=0)
+        request = GroundingRequest(view.rgb, "tighten the bolt with the wrench", view.depth_m, view.intrinsics)
+        assert rules_only.ground(request).instances, "the rules alone answer with a tool in view"
+        answer = vetoed.ground(request)
+        assert not answer.instances, answer.explanation
+        assert "not trained on a wrench" in answer.explanation and "the network knows" in answer.explanation
+
+
 def test_dinov2_encoder_variant_loads_a_transformers_checkpoint_and_keeps_it_out_of_the_model_folder(tmp_path):
     """A user with DINOv2 weights gets PISA's backbone: tested on a tiny DINOv2 in transformers' own layout."""
     transformers = pytest.importorskip("transformers")
