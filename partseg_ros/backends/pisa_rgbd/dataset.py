@@ -192,10 +192,39 @@ def answer_for(sample: CropSample, object_name: str, part_phrase: str) -> Query:
     return Query(query_text(part_phrase, object_name), 1.0, targets, object_name, part_phrase)
 
 
+def confusable_kinds(kinds: Sequence[str], name_vectors: np.ndarray,
+                     temperature: float = 0.1) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+    """For each kind, the other kinds with the odds of drawing each as its hard negative.
+
+    A kind that shares a name with another ("knife": the bread knife and the
+    steak knife; "flower": the rose and the daisy) is the confusion a request
+    for the specific one must survive, so siblings get the top odds; the
+    others are weighted by how close their names' sentence embeddings
+    (``name_vectors``, one row per kind) lie, so "teacup" is drawn for "mug"
+    more often than "hammer" is. Such pairs rarely share a random frame, where
+    the ranking loss would separate them.
+    """
+    unit = name_vectors / np.maximum(np.linalg.norm(name_vectors, axis=1, keepdims=True), 1e-9)
+    similarity = unit @ unit.T
+    names = {k: set(kind_words(k, ()).names) for k in kinds}
+    odds = {}
+    for i, kind in enumerate(kinds):
+        others = [j for j in range(len(kinds)) if j != i]
+        if not others:
+            continue
+        closeness = np.array([1.0 if names[kind] & names[kinds[j]] else similarity[i, j] for j in others])
+        weights = np.exp((closeness - closeness.max()) / temperature)
+        odds[kind] = (tuple(kinds[j] for j in others), weights / weights.sum())
+    return odds
+
+
 def training_queries(sample: CropSample, all_kinds: dict[str, tuple[str, ...]], rng: np.random.Generator,
-                     positives: int = 2, negatives: int = 2) -> list[Query]:
+                     positives: int = 2, negatives: int = 2,
+                     confusable: Optional[dict[str, tuple[tuple[str, ...], np.ndarray]]] = None,
+                     hard_share: float = 0.0) -> list[Query]:
     """Phrases for one crop: parts of its own object under random names, and parts of other objects under
-    names that do not also name this one (a background crop gets only the latter)."""
+    names that do not also name this one (a background crop gets only the latter). With ``confusable``
+    (:func:`confusable_kinds`), a ``hard_share`` of the negatives names a kind easily taken for this one."""
     words = None if sample.kind == BACKGROUND_KIND else kind_words(sample.kind, sample.parts)
     queries = []
     groups = [] if words is None else list(words.groups)
@@ -208,8 +237,15 @@ def training_queries(sample: CropSample, all_kinds: dict[str, tuple[str, ...]], 
     others = [k for k in all_kinds if k not in (sample.kind, BACKGROUND_KIND)]
     own_names = set() if words is None else set(words.names)
     for _ in range(negatives):
+        hard = confusable is not None and sample.kind in confusable and rng.random() < hard_share
         for _attempt in range(5):
-            kind = str(rng.choice(others))
+            if hard:
+                pool, odds = confusable[sample.kind]
+                kind = str(pool[int(rng.choice(len(pool), p=odds))])
+                if kind not in all_kinds:
+                    continue
+            else:
+                kind = str(rng.choice(others))
             other = kind_words(kind, all_kinds[kind])
             names = [n for n in other.names if n not in own_names]
             if names:

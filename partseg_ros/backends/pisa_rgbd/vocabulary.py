@@ -72,7 +72,10 @@ def _kind_words_cached(kind: str, parts: tuple[str, ...], kb_id: int) -> KindWor
     phrases: dict[str, tuple[str, ...]] = {}
     body = entry.part("body")
     for part in parts:
-        match = next((p for p in entry.parts if _matches(part, p.phrases)), None)
+        # A part the knowledge base lists under the generator's own word is that part: the saucepan's "lid" is
+        # its lid, not the knob whose synonym "lid knob" merely contains the word.
+        match = next((p for p in entry.parts if spoken(part) in p.phrases), None) \
+            or next((p for p in entry.parts if _matches(part, p.phrases)), None)
         if match is None and body is not None and spoken(part) in (own, entry.name):
             match = body  # a one-piece object's generator part is named after the object ("sponge"): its body
         key = match.name if match else part
