@@ -192,8 +192,11 @@ def answer_for(sample: CropSample, object_name: str, part_phrase: str) -> Query:
     return Query(query_text(part_phrase, object_name), 1.0, targets, object_name, part_phrase)
 
 
-def confusable_kinds(kinds: Sequence[str], name_vectors: np.ndarray,
-                     temperature: float = 0.1) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+# kind -> (the other kinds, the odds of drawing each as its hard negative)
+ConfusableKinds = dict[str, tuple[tuple[str, ...], np.ndarray]]
+
+
+def confusable_kinds(kinds: Sequence[str], name_vectors: np.ndarray, temperature: float = 0.1) -> ConfusableKinds:
     """For each kind, the other kinds with the odds of drawing each as its hard negative.
 
     A kind that shares a name with another ("knife": the bread knife and the
@@ -220,7 +223,7 @@ def confusable_kinds(kinds: Sequence[str], name_vectors: np.ndarray,
 
 def training_queries(sample: CropSample, all_kinds: dict[str, tuple[str, ...]], rng: np.random.Generator,
                      positives: int = 2, negatives: int = 2,
-                     confusable: Optional[dict[str, tuple[tuple[str, ...], np.ndarray]]] = None,
+                     confusable: Optional[ConfusableKinds] = None,
                      hard_share: float = 0.0) -> list[Query]:
     """Phrases for one crop: parts of its own object under random names, and parts of other objects under
     names that do not also name this one (a background crop gets only the latter). With ``confusable``

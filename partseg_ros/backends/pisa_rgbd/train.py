@@ -31,6 +31,7 @@ from partseg_ros.backends.pisa_rgbd.checkpoint import save_model
 from partseg_ros.backends.pisa_rgbd.crops import CropSettings
 from partseg_ros.backends.pisa_rgbd.dataset import (
     BACKGROUND_KIND,
+    ConfusableKinds,
     CropSample,
     Query,
     answer_for,
@@ -85,7 +86,7 @@ def _augment(channels: np.ndarray, labels: np.ndarray, rng: np.random.Generator)
 
 def make_batch(samples: list[CropSample], kinds: dict[str, tuple[str, ...]], rng: np.random.Generator,
                phrases: PhraseEncoder, augment: bool,
-               confusable: Optional[dict[str, tuple[tuple[str, ...], np.ndarray]]] = None,
+               confusable: Optional[ConfusableKinds] = None,
                hard_share: float = 0.0) -> dict[str, torch.Tensor]:
     """Crops, and every phrase of a frame asked of every crop of that frame.
 
