@@ -37,12 +37,7 @@ from partseg_ros.backends.pisa_rgbd.vocabulary import learned_kb_objects, query_
 from partseg_ros.backends.reasoning import begin_grounding, build_reasoner, empty_result, object_candidates
 from partseg_ros.backends.shapegrasp.colour import colour_histogram
 from partseg_ros.backends.shapegrasp.matching import colour_fit
-from partseg_ros.backends.shapegrasp.proposals import (
-    depth_hole_proposals,
-    find_table,
-    object_clusters,
-    to_full_resolution,
-)
+from partseg_ros.backends.shapegrasp.proposals import depth_hole_proposals, propose_objects
 from partseg_ros.backends.shapegrasp.segmentation import SegmentationConfig
 from partseg_ros.language.reasoner import Candidate, InstructionResolution
 from partseg_ros.types import GroundingRequest, GroundingResult, PartInstance
@@ -279,17 +274,15 @@ class PisaRgbdBackend(PartGroundingBackend):
         """
         cfg = self.config
         stride = max(1, int(cfg.stride))
-        plane, _, rgb_s, _, points = find_table(request, stride, self.segmentation_config.min_height_m)
-        lap("table")
-        if plane is None:
+        proposals = propose_objects(request, stride, self.segmentation_config, lap)
+        if proposals is None:
             return "no table plane found in the depth image"
+        plane = proposals.plane
         oracle = request.object_mask_hints is not None
         if oracle:
             masks = [np.asarray(m, dtype=bool) for m in request.object_mask_hints]
         else:
-            clusters = object_clusters(request, plane, points, rgb_s, stride, self.segmentation_config)
-            clusters = sorted(clusters, key=lambda c: -len(c.pixels))[: cfg.max_proposals]
-            masks = [to_full_resolution(c.mask, request, plane, stride) for c in clusters]
+            masks = proposals.full_resolution_masks(request, limit=cfg.max_proposals)
         height = height_above_plane(request.depth_m, request.camera, plane.normal, plane.offset)
         if not oracle and cfg.depth_hole_proposals:
             masks = depth_hole_proposals(request, height, self.segmentation_config, masks)

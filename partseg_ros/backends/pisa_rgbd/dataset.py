@@ -122,19 +122,18 @@ def proposal_crops_from_view(view, kinds: Sequence[str], settings: CropSettings,
     (that is also the crop a depthless object gets, as the backend's
     colour-hole proposal would cut it).
     """
-    from partseg_ros.backends.shapegrasp.proposals import find_table, object_clusters, to_full_resolution
+    from partseg_ros.backends.shapegrasp.proposals import propose_objects
     from partseg_ros.backends.shapegrasp.segmentation import SegmentationConfig
     from partseg_ros.types import GroundingRequest
 
-    segmentation = SegmentationConfig()
     request = GroundingRequest(rgb=view.rgb, depth_m=view.depth_m, instruction="", intrinsics=view.intrinsics)
-    plane, _, rgb_s, _, points = find_table(request, stride, segmentation.min_height_m)
-    if plane is None:
+    proposals = propose_objects(request, stride, SegmentationConfig())
+    if proposals is None:
         return crops_from_view(view, kinds, settings, rng)
+    plane = proposals.plane
     height = height_above_plane(view.depth_m, view.intrinsics, plane.normal, plane.offset)
     samples, owned, background = [], set(), 0
-    for cluster in object_clusters(request, plane, points, rgb_s, stride, segmentation):
-        proposal = to_full_resolution(cluster.mask, request, plane, stride)
+    for proposal in proposals.full_resolution_masks(request):
         size = int(proposal.sum())
         if size < MIN_OBJECT_PIXELS // 2:
             continue

@@ -37,7 +37,7 @@ from partseg_ros.backends.reasoning import (
     empty_result,
     object_candidates,
 )
-from partseg_ros.backends.shapegrasp.proposals import find_table, object_clusters, to_full_resolution
+from partseg_ros.backends.shapegrasp.proposals import propose_objects, to_full_resolution
 from partseg_ros.backends.shapegrasp.segmentation import ObjectCluster, SegmentationConfig
 from partseg_ros.language.reasoner import Candidate, InstructionResolution, PartReasoner
 from partseg_ros.types import GroundingRequest, GroundingResult, PartInstance
@@ -112,11 +112,10 @@ class ShapeGraspBackend(PartGroundingBackend):
         if start.refusal:
             return self._empty(resolution, start.refusal, timings)
         stride = max(1, int(self.config.stride))
-        plane, depth, rgb, _, points = find_table(request, stride, self.segmentation_config.min_height_m)
-        lap("table")
-        if plane is None:
+        proposals = propose_objects(request, stride, self.segmentation_config, lap)
+        if proposals is None:
             return self._empty(resolution, "no table plane found in the depth image", timings)
-        clusters = object_clusters(request, plane, points, rgb, stride, self.segmentation_config)
+        plane, depth, clusters = proposals.plane, proposals.depth, proposals.clusters
         lap("objects")
         if not clusters:
             return self._empty(resolution, "no object found on the table", timings)

@@ -10,7 +10,7 @@ resolution with table pixels removed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -35,6 +35,29 @@ class ObjectProposals:
     rgb: np.ndarray
     camera: CameraModel
     stride: int
+
+    def full_resolution_masks(self, request: GroundingRequest, limit: Optional[int] = None) -> list[np.ndarray]:
+        """Each cluster's mask on the request's full image, table pixels removed; with ``limit``, only the
+        ``limit`` largest clusters, largest first (a per-frame cost cap for a backend that crops each one)."""
+        clusters = self.clusters
+        if limit is not None:
+            clusters = sorted(clusters, key=lambda c: -len(c.pixels))[:limit]
+        return [to_full_resolution(c.mask, request, self.plane, self.stride) for c in clusters]
+
+
+def propose_objects(request: GroundingRequest, stride: int, config: SegmentationConfig,
+                    lap: Callable[[str], object] = lambda _: None) -> Optional[ObjectProposals]:
+    """The table and the objects on it, or None when no table plane is found.
+
+    The one way every backend and the training data find objects, so the learned network is trained on the
+    proposals it will be given. ``lap("table")`` is called once the plane is fitted (latency breakdowns).
+    """
+    plane, depth, rgb, camera, points = find_table(request, stride, config.min_height_m)
+    lap("table")
+    if plane is None:
+        return None
+    clusters = object_clusters(request, plane, points, rgb, stride, config)
+    return ObjectProposals(plane, clusters, depth, rgb, camera, stride)
 
 
 def subsample(request: GroundingRequest, stride: int) -> tuple[np.ndarray, np.ndarray, CameraModel]:
