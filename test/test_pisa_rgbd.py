@@ -186,9 +186,13 @@ def test_per_crop_mask_product_matches_copying_each_crops_features_per_phrase_in
     assert float(fast_grads[0][1].abs().sum()) == 0.0
 
 
-def test_training_steps_lower_the_loss_on_a_tiny_set():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_steps_lower_the_loss_on_a_tiny_set(precision):
     from partseg_ros.backends.pisa_rgbd.dataset import crops_from_view
-    from partseg_ros.backends.pisa_rgbd.train import PhraseEncoder, losses, make_batch
+    from partseg_ros.backends.pisa_rgbd.train import PhraseEncoder, losses, make_batch, resolve_precision
+
+    if precision == "bf16" and resolve_precision("auto", "cpu") != "bf16":
+        pytest.skip("this CPU has no native bf16 (AVX512-BF16 or AMX)")
 
     domain = DomainSettings.training()
     samples = []
@@ -203,12 +207,22 @@ def test_training_steps_lower_the_loss_on_a_tiny_set():
     batch = make_batch(samples[:6], kinds, np.random.default_rng(0), PhraseEncoder(), augment=False)
     first = None
     for _ in range(40):
-        loss, _ = losses(model, batch)
+        loss, _ = losses(model, batch, precision)
+        assert loss.dtype == torch.float32
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         first = first if first is not None else float(loss)
     assert float(loss) < 0.6 * first
+
+
+def test_precision_names_are_checked_and_fp32_is_kept_anywhere():
+    from partseg_ros.backends.pisa_rgbd.train import resolve_precision
+
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("auto", "cpu") in ("fp32", "bf16")
+    with pytest.raises(ValueError, match="fp16.*fp32, bf16, auto"):
+        resolve_precision("fp16", "cpu")
 
 
 def test_crops_from_real_proposals_cover_every_object_and_label_junk_as_background(tmp_path):

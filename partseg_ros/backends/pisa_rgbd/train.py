@@ -154,10 +154,36 @@ def _ranking(presence: torch.Tensor, truth: torch.Tensor, group: torch.Tensor) -
     return (all_lse - right_lse).mean(), chosen.float().mean()
 
 
-def losses(model: RgbdPartGrounder, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """"auto" -> "bf16" where the device computes it natively, else "fp32"; an explicit bf16 it lacks is an error,
+    since emulated bf16 is slower than fp32 and would quietly cost the wall-clock budget steps."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return precision
+    kind = torch.device(device).type
+    native = (torch.cuda.is_available() and torch.cuda.is_bf16_supported() if kind == "cuda"
+              else kind == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
+    if precision == "auto":
+        return "bf16" if native else "fp32"
+    if not native:
+        raise ValueError(f"precision bf16: this {kind} has no native bf16 (on a CPU: AVX512-BF16 or AMX); "
+                         "use --precision fp32 or auto")
+    return precision
+
+
+def losses(model: RgbdPartGrounder, batch: dict[str, torch.Tensor],
+           precision: str = "fp32") -> tuple[torch.Tensor, dict[str, float]]:
+    """The network runs in ``precision`` (bf16: autocast over fp32 weights); the losses are always taken in fp32."""
     truth = batch["presence"] > 0.5
     with_part = truth & (batch["targets"].flatten(1).sum(1) > 0)
-    masks, presence = model(batch["crops"], batch["scalars"], batch["index"], batch["text"], with_part)
+    device_type = batch["crops"].device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        masks, presence = model(batch["crops"], batch["scalars"], batch["index"], batch["text"], with_part)
+    masks, presence = masks.float(), presence.float()
     presence_loss = F.binary_cross_entropy_with_logits(presence, batch["presence"])
     ranking, _ = _ranking(presence, truth, batch["group"])
     if with_part.any():
@@ -262,8 +288,14 @@ def _plot(history: dict, path: Path) -> None:
 def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000, batch_size: int = 32,
           lr: float = 2e-3, seed: int = 0, eval_every: int = 200, eval_samples: int = 400,
           config: GrounderConfig = GrounderConfig(), threads: Optional[int] = None, progress: bool = True,
-          device: str = "cpu", hard_negative_share: float = HARD_NEGATIVE_SHARE) -> dict:
-    """Train until ``minutes`` of wall time or ``max_steps``; resumes from ``out/last.pt`` when present."""
+          device: str = "cpu", hard_negative_share: float = HARD_NEGATIVE_SHARE, precision: str = "fp32") -> dict:
+    """Train until ``minutes`` of wall time or ``max_steps``; resumes from ``out/last.pt`` when present.
+
+    ``precision`` "bf16" runs the network under bf16 autocast (weights, optimiser and losses stay fp32): on a CPU
+    with native bf16 (AVX512-BF16, AMX) a step takes about a quarter less time, so a wall-clock budget buys more
+    steps; "auto" picks it where the device supports it.
+    """
+    precision = resolve_precision(precision, device)
     out.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
@@ -329,7 +361,7 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
         batch = make_batch([train_samples[i] for i in chosen], all_kinds, rng, phrases, augment=True,
                            confusable=confusable, hard_share=hard_negative_share)
         batch = {k: v.to(device) for k, v in batch.items()}
-        loss, parts = losses(model, batch)
+        loss, parts = losses(model, batch, precision)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -350,6 +382,7 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
     save_model(out / "model", model, crop_settings, {
         "training": {"steps": step, "minutes": history["seconds"] / 60.0, "batch_size": batch_size, "lr": lr,
                      "seed": seed, "crops": len(train_samples), "hard_negative_share": hard_negative_share,
+                     "precision": precision,
                      "kinds": sorted(kinds)},
         "validation": history["validation"][-1] if history["validation"] else {},
         "held_back": history["held_back"][-1] if history["held_back"] else {},
@@ -374,6 +407,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="share of negative phrases naming a kind easily taken for the crop's own (a sibling "
                              "such as the other knife, else a kind with a close name); 0 = uniform negatives")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="bf16: the network under bf16 autocast, fp32 weights and losses (about a quarter faster "
+                             "per step on a CPU with AVX512-BF16 or AMX); auto: bf16 where the device has it")
     parser.add_argument("--width", type=float, default=1.0, help="scale every layer width (larger runs on a GPU)")
     parser.add_argument("--fine-dim", type=int, default=0,
                         help="channels of a full-resolution mask level (0, the shipped model: masks at half the "
@@ -386,7 +422,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             embed_dim=int(base.embed_dim * args.width), fine_dim=int(args.fine_dim * args.width),
                             encoder="dinov2" if args.dinov2 else "cnn", dinov2=args.dinov2)
     train(args.data, args.out, args.minutes, args.max_steps, args.batch_size, args.lr, args.seed, args.eval_every,
-          config=config, threads=args.threads, device=args.device, hard_negative_share=args.hard_negative_share)
+          config=config, threads=args.threads, device=args.device, hard_negative_share=args.hard_negative_share,
+          precision=args.precision)
     return 0
 
 
