@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional, Sequence
 
-from partseg_ros.language.knowledge_base import KnowledgeBase, ObjectEntry, _word_stem, load_knowledge_base
+from partseg_ros.language.knowledge_base import (
+    KnowledgeBase,
+    ObjectEntry,
+    PartEntry,
+    _word_stem,
+    load_knowledge_base,
+)
 
 
 def spoken(name: str) -> str:
@@ -70,20 +76,49 @@ def _kind_words_cached(kind: str, parts: tuple[str, ...], kb_id: int) -> KindWor
                      and (n not in variant_names or n == own) and not (set(entry.kinds) & {n} and n != own)]
     groups: dict[str, list[str]] = {}
     phrases: dict[str, tuple[str, ...]] = {}
-    body = entry.part("body")
+    # A part the knowledge base lists under the generator's own word is that part: the saucepan's "lid" is its lid,
+    # not the knob whose synonym "lid knob" merely contains the word. Word overlap only after that.
+    matches = {part: next((p for p in entry.parts if spoken(part) in p.phrases), None)
+               or next((p for p in entry.parts if _matches(part, p.phrases)), None) for part in parts}
+    body = _body_part(entry)
+    if body is not None and all(m is None or m.name != body.name for m in matches.values()):
+        named = [(rank, i, part) for i, part in enumerate(parts) if matches[part] is None
+                 for rank in [_body_name_rank(spoken(part), entry, own)] if rank is not None]
+        if named:
+            matches[min(named)[2]] = body
     for part in parts:
-        # A part the knowledge base lists under the generator's own word is that part: the saucepan's "lid" is
-        # its lid, not the knob whose synonym "lid knob" merely contains the word.
-        match = next((p for p in entry.parts if spoken(part) in p.phrases), None) \
-            or next((p for p in entry.parts if _matches(part, p.phrases)), None)
-        if match is None and body is not None and spoken(part) in (own, entry.name):
-            match = body  # a one-piece object's generator part is named after the object ("sponge"): its body
+        match = matches[part]
         key = match.name if match else part
         groups.setdefault(key, []).append(part)
         phrases[key] = tuple(dict.fromkeys((match.phrases if match else ()) + (spoken(part),)))
     ordered = tuple(PartGroup(k, tuple(dict.fromkeys(phrases[k] + tuple(spoken(p) for p in v))), tuple(v))
                     for k, v in groups.items())
     return KindWords(kind, entry.name, tuple(dict.fromkeys(names)), ordered)
+
+
+def _body_part(entry: ObjectEntry) -> Optional[PartEntry]:
+    """The part an instruction means by the object's body: the one named so, else its single large part (a tissue
+    box's "box", a plate's "surface"); None when several parts are large and none is called the body."""
+    named = entry.part("body")
+    if named is not None:
+        return named
+    large = [p for p in entry.parts if p.signature.size == "large"]
+    return large[0] if len(large) == 1 else None
+
+
+def _body_name_rank(part: str, entry: ObjectEntry, own: str) -> Optional[int]:
+    """How surely a generator part the knowledge base does not list is the object's body by its name (lower is
+    surer; None: not at all): the object's own name (a one-piece "sponge"), then "body", then another of its
+    names ("pot" for the saucepan), then a name's head noun (the teacup's "cup")."""
+    if part in (own, entry.name):
+        return 0
+    if part == "body":
+        return 1
+    if part in entry.phrases:
+        return 2
+    if any(name.split()[-1] == part for name in entry.phrases):
+        return 3
+    return None
 
 
 _KB_BY_ID: dict[int, KnowledgeBase] = {}
