@@ -82,10 +82,12 @@ def _kind_words_cached(kind: str, parts: tuple[str, ...], kb_id: int) -> KindWor
                or next((p for p in entry.parts if _matches(part, p.phrases)), None) for part in parts}
     body = _body_part(entry)
     if body is not None and all(m is None or m.name != body.name for m in matches.values()):
-        named = [(rank, i, part) for i, part in enumerate(parts) if matches[part] is None
-                 for rank in [_body_name_rank(spoken(part), entry, own)] if rank is not None]
+        def rank(part: str) -> Optional[int]:
+            return _body_name_rank(spoken(part), entry, own)
+
+        named = [part for part in parts if matches[part] is None and rank(part) is not None]
         if named:
-            matches[min(named)[2]] = body
+            matches[min(named, key=rank)] = body  # min keeps the first of equally sure names
     for part in parts:
         match = matches[part]
         key = match.name if match else part
