@@ -21,6 +21,7 @@ every second, and prints:
 The first ``--warmup-s`` seconds are not measured (discovery, first frames).
 
 Run:  python benchmarks/bench_node_soak.py [--duration-s 180] [--hz 30] [--backend shapegrasp]
+      [--node-param NAME:=VALUE ...]
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def soak(args) -> dict:
         [sys.executable, "-m", "partseg_ros.ros.node", "--ros-args", "--params-file",
          str(ROOT / "config" / "partseg.yaml"),
          *remapping_arguments("/camera"), "-p", "autostart:=true", "-p", f"backend:={args.backend}",
-         "-p", f"device:={args.device}", "-p", "diagnostics.period_s:=1.0"],
+         "-p", f"device:={args.device}", "-p", "diagnostics.period_s:=1.0",
+         *[arg for assignment in args.node_param for arg in ("-p", assignment)]],
         env=loopback_environment(base=os.environ), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )
     rclpy.init()
@@ -236,13 +238,16 @@ def main() -> int:
     parser.add_argument("--scene", default="kitchen")
     parser.add_argument("--views", type=int, default=3, help="rendered views cycled by the camera")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a node parameter to override, repeatable (e.g. executor.gil_switch_interval_s:=0.005)")
     args = parser.parse_args()
     apply_loopback_environment(int(os.environ.get("ROS_DOMAIN_ID", np.random.default_rng().integers(100, 200))))
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"machine: {os.cpu_count()} CPUs, load average {load} at start (figures scale with contention)")
     print(f"camera: {args.views} views of {args.scene!r} (seed {args.seed}), 640x480 rgb8 + 16UC1 + camera_info "
           f"at {args.hz:g} Hz, best effort; backend {args.backend} on {args.device}; "
-          f"{args.duration_s:g} s measured after {args.warmup_s:g} s warm-up")
+          f"{args.duration_s:g} s measured after {args.warmup_s:g} s warm-up"
+          + (f"; node parameters {' '.join(args.node_param)}" if args.node_param else ""))
     r = soak(args)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"instruction {r['instruction']!r}; load average {load} at the end; node exit code {r['exit_code']}")

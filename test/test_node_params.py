@@ -17,6 +17,8 @@ from rcl_interfaces.msg import ParameterType
 from node_harness import BACKEND, PARAMS_FILE, NodeProcess, Probe
 from partseg_ros.ros.params import OPEN_MAPS, PARAMETERS, RANGES, declare_parameters, parameter_problems
 
+GIL = "executor.gil_switch_interval_s"
+
 
 # ---- over DDS: the node process itself ---------------------------------------------------------
 
@@ -151,3 +153,30 @@ def test_yaml_lists_exactly_the_table_with_a_comment_on_every_entry():
         if "#" not in rest and "#" not in above:
             uncommented.append(name)
     assert uncommented == [], f"yaml entries without a comment: {uncommented}"
+
+
+# ---- the process's interpreter switch interval ----------------------------------------------------
+
+@pytest.mark.parametrize("override, expected", [(0.0007, 0.0007), (None, PARAMETERS[GIL][0]), (2.5, "kept")])
+def test_gil_switch_interval_comes_from_its_parameter_and_a_bad_one_keeps_pythons(context, override, expected):
+    """At Python's 5 ms a lifecycle transition waited up to 2 s behind a 1 kHz diagnostics timer
+    (test_node_teardown.py's 100 cycles took 300 s on an idle machine; 20 s at 0.5 ms)."""
+    import sys
+
+    from rclpy.parameter import Parameter
+
+    from partseg_ros.ros.node import PartSegNode, apply_gil_switch_interval
+
+    before = sys.getswitchinterval()
+    overrides = [] if override is None else [Parameter(GIL, value=override)]
+    node = PartSegNode(context=context, parameter_overrides=overrides)
+    try:
+        sys.setswitchinterval(0.004)
+        in_force = apply_gil_switch_interval(node)
+        assert in_force == pytest.approx(0.004 if expected == "kept" else expected)
+        assert sys.getswitchinterval() == in_force
+        if expected == "kept":  # and configure names it
+            assert any(GIL in p for p in parameter_problems(node))
+    finally:
+        sys.setswitchinterval(before)
+        node.destroy_node()

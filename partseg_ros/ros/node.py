@@ -68,7 +68,7 @@ from partseg_ros.ros.frame_worker import AskWaiter, LatestFrameWorker, PendingFr
 from partseg_ros.ros.inputs import CAMERA_INFO_CHECK_PERIOD_S, FrameInput, decode_raw_frame
 from partseg_ros.ros.interfaces import InterfaceHandlers, NodeInterfaces, PipelineOutput, result_messages
 from partseg_ros.ros.node_state import NodeState
-from partseg_ros.ros.params import NodeConfig, declare_parameters, read_config
+from partseg_ros.ros.params import RANGES, NodeConfig, declare_parameters, read_config
 from partseg_ros.ros.services import NodeServices
 from partseg_ros.ros.stats import NodeStats, elapsed_ms, limited_log
 from partseg_ros.ros.target_frame import TargetFrame
@@ -80,9 +80,10 @@ __all__ = [
     "ASK_TIMEOUT", "DEPTH_REQUIRED", "DESERIALIZATION_FAILED", "EXECUTOR_ERROR", "INSTRUCTION_OVERFLOW",
     "INTERNAL_ERROR", "NO_INSTRUCTION", "NODE_NAME", "PROCESSING_ERROR", "STALE_FRAME", "SYNC_RESET",
     "SYNC_STALLED", "WARN_ONCE", "AskWaiter", "PendingFrame", "PipelineOutput", "RawFrame", "PartSegNode",
-    "diagnostics_to_dict", "main", "spin_node",
+    "apply_gil_switch_interval", "diagnostics_to_dict", "main", "spin_node",
 ]
 
+GIL_SWITCH_INTERVAL = "executor.gil_switch_interval_s"
 EXECUTOR_THREADS = 4  # input, timers, segment_parts, ask (which may wait)
 TEARDOWN_ASK_ERROR = "node shutting down or cleaned up before the frame came"
 
@@ -287,6 +288,26 @@ services ~/segment_parts (send a frame) and ~/ask (an instruction, answered on t
 """
 
 
+def apply_gil_switch_interval(node: PartSegNode) -> float:
+    """Set the process's interpreter switch interval from ``executor.gil_switch_interval_s``; returns the one in force.
+
+    Every executor thread, the frame worker and rclpy's own calls share one
+    interpreter. A thread that gives it up on each rcl call (a lifecycle service
+    logging and publishing its transition) waits a whole switch interval to get
+    it back while another thread is busy, so at Python's 5 ms a 1 kHz timer
+    held transitions back by up to 2 s. A value outside its range keeps
+    Python's, with a warning here; configure then fails on it by name.
+    """
+    low, high = RANGES[GIL_SWITCH_INTERVAL]
+    value = node.get_parameter(GIL_SWITCH_INTERVAL).value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high:
+        sys.setswitchinterval(float(value))
+    else:
+        node.get_logger().warning(f"{GIL_SWITCH_INTERVAL}={value!r} is outside [{low:g}, {high:g}] s: keeping "
+                                  f"Python's {sys.getswitchinterval():g} s")
+    return sys.getswitchinterval()
+
+
 def spin_node(executor: MultiThreadedExecutor, node: PartSegNode, poll_s: float = 0.1) -> None:
     """Spin until Ctrl-C, an external shutdown, or the node's lifecycle shutdown transition.
 
@@ -316,6 +337,7 @@ def main(args: Optional[list[str]] = None) -> int:
         return 0
     rclpy.init(args=argv)
     node = PartSegNode()
+    apply_gil_switch_interval(node)
     executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
     code = 0

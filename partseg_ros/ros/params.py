@@ -127,6 +127,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "output.point_cloud_colors": (True, "pack rgb into the grasp-region point clouds"),
     "output.marker_lifetime_s": (0.0, "RViz marker lifetime; 0 keeps them until the next frame"),
     "diagnostics.period_s": (1.0, "how often /diagnostics is published"),
+    "executor.gil_switch_interval_s": (
+        0.0005, "Python's switch interval for the node process (sys.setswitchinterval): how long a thread that "
+        "wants the interpreter (a lifecycle service, a camera callback) may wait behind a busy one; at Python's "
+        "5 ms a busy executor held lifecycle transitions back by up to 2 s"
+    ),
 }
 OPEN_MAPS = ("backend_options", "grasp")
 
@@ -164,6 +169,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "limits.max_focal_length_px": (0.0, 1e9),
     "output.marker_lifetime_s": (0.0, 1e6),
     "diagnostics.period_s": (0.001, 3600.0),
+    "executor.gil_switch_interval_s": (1e-5, 0.1),
 }
 # Parameters rclpy itself declares on every node; they are not ours to reject.
 _ROS_OWNED = ("use_sim_time", "start_type_description_service")
