@@ -216,6 +216,48 @@ def test_training_steps_lower_the_loss_on_a_tiny_set(precision):
     assert float(loss) < 0.6 * first
 
 
+def test_weight_average_follows_the_exponential_moving_average_and_leaves_the_model_alone():
+    from partseg_ros.backends.pisa_rgbd.train import WeightAverage
+
+    torch.manual_seed(0)
+    model = RgbdPartGrounder(TINY)
+    name = next(iter(model.trainable_state_dict()))
+    start = model.trainable_state_dict()[name].clone()
+    average = WeightAverage(model, decay=0.9)
+    for value in (1.0, 2.0):
+        with torch.no_grad():
+            model.trainable_state_dict()[name].fill_(value)
+        average.update(model)
+    want = 0.9 * (0.9 * start + 0.1 * 1.0) + 0.1 * 2.0
+    averaged = average.averaged_model(model)
+    torch.testing.assert_close(averaged.trainable_state_dict()[name], want)
+    assert bool((model.trainable_state_dict()[name] == 2.0).all())  # the trained weights are untouched
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_an_averaged_run_saves_the_average_and_the_last_step_and_both_load(tmp_path):
+    from partseg_ros.backends.pisa_rgbd.checkpoint import load_model
+    from partseg_ros.backends.pisa_rgbd.dataset import generate_crops
+    from partseg_ros.backends.pisa_rgbd.train import train
+
+    data = tmp_path / "crops"
+    generate_crops(data, 2, "training", 1, workers=1, shard_frames=2, settings=CropSettings(size=32),
+                   progress=False)
+    generate_crops(data, 1, "validation", 5, workers=1, shard_frames=1, settings=CropSettings(size=32),
+                   progress=False)
+    history = train(data, tmp_path / "run", minutes=5.0, max_steps=6, batch_size=4, eval_every=3, eval_samples=8,
+                    config=TINY, progress=False, ema_decay=0.5)
+    assert [row["step"] for row in history["validation"]] == [3, 6, 6]
+    assert history["last_step_weights"]["validation"]["step"] == 6
+    averaged, _, averaged_config = load_model(str(tmp_path / "run" / "model"))
+    last, _, last_config = load_model(str(tmp_path / "run" / "model_last_step"))
+    assert averaged_config["record"]["training"]["ema_decay"] == 0.5
+    assert last_config["record"]["training"]["ema_decay"] == 0.0
+    name = next(iter(averaged.trainable_state_dict()))
+    assert not torch.equal(averaged.trainable_state_dict()[name], last.trainable_state_dict()[name])
+
+
 def test_precision_names_are_checked_and_fp32_is_kept_anywhere():
     from partseg_ros.backends.pisa_rgbd.train import resolve_precision
 

@@ -51,6 +51,39 @@ RANKING_WEIGHT = 0.5
 # 0, the shipped model's recipe: 0.5 fixed the knives and the connector on the study but two seeds lost
 # to the shipped model on the in-distribution validation (README, "The learned backend").
 HARD_NEGATIVE_SHARE = 0.0
+# Decay of the exponential moving average of the weights that is saved as the model (--ema-decay); 0 saves the
+# last step's weights, as the models before it.
+EMA_DECAY = 0.0
+
+
+class WeightAverage:
+    """An exponential moving average of the trainable weights, kept beside the trained ones.
+
+    The last step's weights carry the last batches' noise (the run-to-run spread of the shipped recipe is several
+    points); an average over the last ~1/(1 - decay) steps is a flatter point of the same run, at the cost of a
+    copy of the weights and one in-place update per step.
+    """
+
+    def __init__(self, model: RgbdPartGrounder, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"the weight average's decay must lie in (0, 1), not {decay}")
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()
+                       if v.dtype.is_floating_point}
+
+    @torch.no_grad()
+    def update(self, model: RgbdPartGrounder) -> None:
+        current = model.trainable_state_dict()
+        for name, averaged in self.shadow.items():
+            averaged.lerp_(current[name], 1.0 - self.decay)
+
+    def averaged_model(self, model: RgbdPartGrounder) -> RgbdPartGrounder:
+        """A copy of ``model`` holding the averaged weights (the trained model is left as it is)."""
+        import copy
+
+        averaged = copy.deepcopy(model)
+        averaged.load_state_dict(self.shadow, strict=False)
+        return averaged
 
 
 class PhraseEncoder:
@@ -288,13 +321,18 @@ def _plot(history: dict, path: Path) -> None:
 def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000, batch_size: int = 32,
           lr: float = 2e-3, seed: int = 0, eval_every: int = 200, eval_samples: int = 400,
           config: GrounderConfig = GrounderConfig(), threads: Optional[int] = None, progress: bool = True,
-          device: str = "cpu", hard_negative_share: float = HARD_NEGATIVE_SHARE, precision: str = "fp32") -> dict:
+          device: str = "cpu", hard_negative_share: float = HARD_NEGATIVE_SHARE, precision: str = "fp32",
+          ema_decay: float = EMA_DECAY) -> dict:
     """Train until ``minutes`` of wall time or ``max_steps``; resumes from ``out/last.pt`` when present.
 
     ``precision`` "bf16" runs the network under bf16 autocast (weights, optimiser and losses stay fp32): on a CPU
     with native bf16 (AVX512-BF16, AMX) the network's forward and backward take about a quarter less time, so a
     wall-clock budget buys more steps (15% more in the shipped recipe's 44 minutes); "auto" picks it where the
     device supports it.
+
+    ``ema_decay`` > 0 keeps a moving average of the weights (:class:`WeightAverage`): the validation curves and
+    ``out/model`` are the average's, and the last step's weights are saved beside it as ``out/model_last_step``
+    with their own validation in the record, so one run compares the two.
     """
     precision = resolve_precision(precision, device)
     out.mkdir(parents=True, exist_ok=True)
@@ -317,6 +355,7 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
     all_kinds = dict(kinds)
     model = RgbdPartGrounder(config).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    average = WeightAverage(model, ema_decay) if ema_decay > 0 else None
     history: dict = {"train": [], "validation": [], "held_back": [], "seconds": 0.0}
     step = 0
     state_path = out / "last.pt"
@@ -325,6 +364,8 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         history, step = state["history"], state["step"]
+        if average is not None and state.get("weight_average") is not None:
+            average.shadow = state["weight_average"]
         print(f"resumed at step {step} ({history['seconds'] / 60:.1f} min trained)", flush=True)
     phrases = PhraseEncoder()
     kind_list = sorted(all_kinds)
@@ -338,11 +379,15 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
     def save_state() -> None:
         history["seconds"] = time.perf_counter() - started
         torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "history": history,
-                    "step": step}, state_path)
+                    "step": step, "weight_average": average.shadow if average is not None else None}, state_path)
+
+    def kept_model() -> RgbdPartGrounder:
+        return average.averaged_model(model) if average is not None else model
 
     def run_eval() -> None:
+        evaluated = kept_model()
         for regime, samples in validation.items():
-            scores = evaluate(model, samples, all_kinds, phrases)
+            scores = evaluate(evaluated, samples, all_kinds, phrases)
             history[regime].append({"step": step, **scores})
             print(f"step {step} {regime}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
         _plot(history, out / "curves.png")
@@ -367,6 +412,8 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
+        if average is not None:
+            average.update(model)
         step += 1
         for key, value in parts.items():
             running[key] = value if key not in running else 0.98 * running[key] + 0.02 * value
@@ -380,14 +427,21 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
     bar.close()
     run_eval()
     save_state()
-    save_model(out / "model", model, crop_settings, {
-        "training": {"steps": step, "minutes": history["seconds"] / 60.0, "batch_size": batch_size, "lr": lr,
-                     "seed": seed, "crops": len(train_samples), "hard_negative_share": hard_negative_share,
-                     "precision": precision,
-                     "kinds": sorted(kinds)},
+    training_record = {"steps": step, "minutes": history["seconds"] / 60.0, "batch_size": batch_size, "lr": lr,
+                       "seed": seed, "crops": len(train_samples), "hard_negative_share": hard_negative_share,
+                       "precision": precision, "ema_decay": ema_decay, "kinds": sorted(kinds)}
+    save_model(out / "model", kept_model(), crop_settings, {
+        "training": training_record,
         "validation": history["validation"][-1] if history["validation"] else {},
         "held_back": history["held_back"][-1] if history["held_back"] else {},
     })
+    if average is not None:
+        last_step = {regime: {"step": step, **evaluate(model, samples, all_kinds, phrases)}
+                     for regime, samples in validation.items()}
+        history["last_step_weights"] = last_step
+        save_model(out / "model_last_step", model, crop_settings, {
+            "training": {**training_record, "ema_decay": 0.0, "weights": "last step of an averaged run"},
+            **{regime: scores for regime, scores in last_step.items()}})
     (out / "history.json").write_text(json.dumps(history, indent=1))
     return history
 
@@ -411,6 +465,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="bf16: the network under bf16 autocast, fp32 weights and losses (a quarter less network "
                              "time on a CPU with AVX512-BF16 or AMX); auto: bf16 where the device has it")
+    parser.add_argument("--ema-decay", type=float, default=EMA_DECAY,
+                        help="save an exponential moving average of the weights with this decay (0: the last "
+                             "step's weights); the last step's are then saved beside it as model_last_step")
     parser.add_argument("--width", type=float, default=1.0, help="scale every layer width (larger runs on a GPU)")
     parser.add_argument("--fine-dim", type=int, default=0,
                         help="channels of a full-resolution mask level (0, the shipped model: masks at half the "
@@ -424,7 +481,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             encoder="dinov2" if args.dinov2 else "cnn", dinov2=args.dinov2)
     train(args.data, args.out, args.minutes, args.max_steps, args.batch_size, args.lr, args.seed, args.eval_every,
           config=config, threads=args.threads, device=args.device, hard_negative_share=args.hard_negative_share,
-          precision=args.precision)
+          precision=args.precision, ema_decay=args.ema_decay)
     return 0
 
 
