@@ -441,7 +441,7 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
         history["last_step_weights"] = last_step
         save_model(out / "model_last_step", model, crop_settings, {
             "training": {**training_record, "ema_decay": 0.0, "weights": "last step of an averaged run"},
-            **{regime: scores for regime, scores in last_step.items()}})
+            **last_step})
     (out / "history.json").write_text(json.dumps(history, indent=1))
     return history
 
