@@ -68,7 +68,7 @@ from partseg_ros.ros.frame_worker import AskWaiter, LatestFrameWorker, PendingFr
 from partseg_ros.ros.inputs import CAMERA_INFO_CHECK_PERIOD_S, FrameInput, decode_raw_frame
 from partseg_ros.ros.interfaces import InterfaceHandlers, NodeInterfaces, PipelineOutput, result_messages
 from partseg_ros.ros.node_state import NodeState
-from partseg_ros.ros.params import RANGES, NodeConfig, declare_parameters, read_config
+from partseg_ros.ros.params import NodeConfig, declare_parameters, range_problem, read_config
 from partseg_ros.ros.services import NodeServices
 from partseg_ros.ros.stats import NodeStats, elapsed_ms, limited_log
 from partseg_ros.ros.target_frame import TargetFrame
@@ -298,13 +298,12 @@ def apply_gil_switch_interval(node: PartSegNode) -> float:
     held transitions back by up to 2 s. A value outside its range keeps
     Python's, with a warning here; configure then fails on it by name.
     """
-    low, high = RANGES[GIL_SWITCH_INTERVAL]
     value = node.get_parameter(GIL_SWITCH_INTERVAL).value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high:
+    problem = range_problem(GIL_SWITCH_INTERVAL, value)
+    if problem is None:
         sys.setswitchinterval(float(value))
     else:
-        node.get_logger().warning(f"{GIL_SWITCH_INTERVAL}={value!r} is outside [{low:g}, {high:g}] s: keeping "
-                                  f"Python's {sys.getswitchinterval():g} s")
+        node.get_logger().warning(f"{problem}: keeping Python's {sys.getswitchinterval():g} s")
     return sys.getswitchinterval()
 
 

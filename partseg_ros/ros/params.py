@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
@@ -271,13 +271,21 @@ def parameter_problems(node: Node) -> list[str]:
         close = difflib.get_close_matches(name, list(PARAMETERS) + [f"{p}.*" for p in OPEN_MAPS], n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else ""
         problems.append(f"unknown parameter {name}{hint}")
-    for name, (low, high) in RANGES.items():
-        value = node.get_parameter(name).value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"parameter {name} must be a number, got {value!r}")
-        elif not low <= value <= high:
-            problems.append(f"parameter {name} must be within [{low}, {high}], got {value!r}")
+    for name in RANGES:
+        problem = range_problem(name, node.get_parameter(name).value)
+        if problem is not None:
+            problems.append(problem)
     return problems
+
+
+def range_problem(name: str, value: Any) -> Optional[str]:
+    """Why ``value`` cannot be numeric parameter ``name`` (not a number, or outside its range); None when it can."""
+    low, high = RANGES[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"parameter {name} must be a number, got {value!r}"
+    if not low <= value <= high:
+        return f"parameter {name} must be within [{low}, {high}], got {value!r}"
+    return None
 
 
 def resolve_topic(namespace: str, topic: str) -> str:
