@@ -384,13 +384,15 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
     def kept_model() -> RgbdPartGrounder:
         return average.averaged_model(model) if average is not None else model
 
-    def run_eval() -> None:
+    def run_eval() -> RgbdPartGrounder:
+        """Validate the model that would be saved now, and return it."""
         evaluated = kept_model()
         for regime, samples in validation.items():
             scores = evaluate(evaluated, samples, all_kinds, phrases)
             history[regime].append({"step": step, **scores})
             print(f"step {step} {regime}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
         _plot(history, out / "curves.png")
+        return evaluated
 
     from tqdm import tqdm
 
@@ -425,12 +427,12 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
             run_eval()
             save_state()
     bar.close()
-    run_eval()
+    kept = run_eval()
     save_state()
     training_record = {"steps": step, "minutes": history["seconds"] / 60.0, "batch_size": batch_size, "lr": lr,
                        "seed": seed, "crops": len(train_samples), "hard_negative_share": hard_negative_share,
                        "precision": precision, "ema_decay": ema_decay, "kinds": sorted(kinds)}
-    save_model(out / "model", kept_model(), crop_settings, {
+    save_model(out / "model", kept, crop_settings, {
         "training": training_record,
         "validation": history["validation"][-1] if history["validation"] else {},
         "held_back": history["held_back"][-1] if history["held_back"] else {},
