@@ -1,11 +1,13 @@
 """Organised-image filters, normals and PCA frames on small hand-built arrays."""
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from partseg_ros.geometry.filters import (
     NeighbourLinks,
     erode_mask,
+    guided_filter,
     readmit_border,
     reject_depth_discontinuities,
     reject_depth_outliers,
@@ -98,3 +100,19 @@ def test_principal_frame_is_right_handed_faces_the_viewer_and_trims_strays():
     np.testing.assert_allclose(frame.extents, [0.1, 0.02, 0.004], atol=5e-4)  # PCA of a random sample tilts slightly
     with_strays = np.concatenate([points, points[:3] + 0.2 * rotation[:, 1]])
     assert principal_frame(with_strays, trim_fraction=0.002).extents[1] < 0.021
+
+
+def test_guided_filter_moves_a_blurred_edge_onto_the_guide_edge_and_keeps_flat_maps():
+    """A step blurred over 9 pixels (an upsampled coarse mask) regains a jump where the guide has its edge."""
+    guide = np.zeros((40, 40, 3))
+    guide[:, 20:] = 1.0
+    truth = (guide[:, :, 0] > 0.5).astype(float)
+    blurred = ndimage.uniform_filter(truth, size=9, mode="nearest")
+    sharp = guided_filter(guide, blurred, radius_px=4, eps=1e-4)
+    jump = sharp[:, 20] - sharp[:, 19]
+    assert (jump > 0.4).all() and (blurred[:, 20] - blurred[:, 19] < 0.12).all()
+    assert ((sharp > 0.5) == (truth > 0.5)).all()
+    flat = guided_filter(np.random.default_rng(0).random((30, 30, 3)), np.full((30, 30), 0.7), 3, 0.01)
+    assert np.allclose(flat, 0.7, atol=1e-5)
+    with pytest.raises(ValueError, match="differ in size"):
+        guided_filter(guide, blurred[:-1], 4, 1e-4)
