@@ -326,6 +326,22 @@ def test_model_folder_round_trip_and_missing_folder_message(tmp_path):
         load_model(str(tmp_path / "nowhere"))
 
 
+def _mug_handle_scenes():
+    """(request "pick up the mug", true handle mask) on three generated scenes whose handle shows (>= 50 px)."""
+    domain = DomainSettings.training()
+    for seed in (101, 102, 103):
+        randomised = random_scene(seed, domain, kinds=["mug", "block", "bowl"])
+        view, _ = render_randomised(randomised, domain, view_seed=0)
+        mug = randomised.scene.objects[0]
+        truth = np.isin(view.part_ids, [i for i, n in enumerate(view.part_names) if n == f"{mug.instance}/handle"])
+        if truth.sum() >= 50:
+            yield GroundingRequest(view.rgb, "pick up the mug", view.depth_m, view.intrinsics), truth
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
 def test_committed_model_finds_the_mug_handle_on_a_scene_it_renders_itself():
     """The shipped weights, loaded through the user path (no checkpoint option), on generated scenes."""
     from partseg_ros.backends.pisa_rgbd.vocabulary import kind_words
@@ -333,19 +349,10 @@ def test_committed_model_finds_the_mug_handle_on_a_scene_it_renders_itself():
 
     backend = create_backend("pisa_rgbd")
     backend.load()
-    domain = DomainSettings.training()
     ious = []
-    for seed in (101, 102, 103):
-        randomised = random_scene(seed, domain, kinds=["mug", "block", "bowl"])
-        view, _ = render_randomised(randomised, domain, view_seed=0)
-        mug = randomised.scene.objects[0]
-        handle_ids = [i for i, n in enumerate(view.part_names) if n == f"{mug.instance}/handle"]
-        truth = np.isin(view.part_ids, handle_ids)
-        if truth.sum() < 50:
-            continue
-        result = backend.ground(GroundingRequest(view.rgb, "pick up the mug", view.depth_m, view.intrinsics))
-        predicted = result.union_mask(truth.shape)
-        ious.append((predicted & truth).sum() / max((predicted | truth).sum(), 1))
+    for request, truth in _mug_handle_scenes():
+        result = backend.ground(request)
+        ious.append(_iou(result.union_mask(truth.shape), truth))
         assert result.part_label == "handle"
     assert ious and np.median(ious) >= 0.5, ious
     assert kind_words("mug", ("body", "handle")).kb_object == "mug"
@@ -358,20 +365,14 @@ def test_guided_refinement_keeps_the_part_where_it_is_and_tightens_it_on_the_ima
 
     plain = create_backend("pisa_rgbd", mask_refinement="none")
     refined = create_backend("pisa_rgbd", mask_refinement="guided")
-    domain = DomainSettings.training()
     gains = []
-    for seed in (101, 102, 103):
-        randomised = random_scene(seed, domain, kinds=["mug", "block", "bowl"])
-        view, _ = render_randomised(randomised, domain, view_seed=0)
-        mug = randomised.scene.objects[0]
-        truth = np.isin(view.part_ids, [i for i, n in enumerate(view.part_names) if n == f"{mug.instance}/handle"])
-        request = GroundingRequest(view.rgb, "pick up the mug", view.depth_m, view.intrinsics)
+    for request, truth in _mug_handle_scenes():
         a = plain.ground(request).union_mask(truth.shape)
         b = refined.ground(request).union_mask(truth.shape)
-        if truth.sum() < 50 or not a.any():
+        if not a.any():
             continue
-        assert (a & b).sum() / (a | b).sum() >= 0.5, (int(a.sum()), int(b.sum()))
-        gains.append((b & truth).sum() / (b | truth).sum() - (a & truth).sum() / (a | truth).sum())
+        assert _iou(a, b) >= 0.5, (int(a.sum()), int(b.sum()))
+        gains.append(_iou(b, truth) - _iou(a, truth))
     assert gains and np.mean(gains) >= 0.0, gains
 
 
