@@ -69,10 +69,13 @@ class PisaRgbdConfig:
     # Crop side as a multiple of the proposal's box plus margin; training drew it from 0.9-1.25, so a larger
     # window (more context around a proposal that lost part of its object) stays within what the network saw.
     crop_scale: float = 1.0
-    # Also read the chosen object's part mask off its mirrored crop and average the two (one more encoder pass,
-    # about 13 ms on the CPU). Off: one task up on the in-distribution validation, one down on each study seed
-    # and on the held-back shapes (README, "The learned backend").
+    # Test-time mirroring: mirror_presence asks every phrase of every object's mirrored crop too and averages the
+    # presences, so the choice of object rests on two views of it (one more encoder pass over all crops, about
+    # 35 ms a frame on the CPU); mirror_average averages the chosen part mask with the mirrored crop's, flipped
+    # back (free after mirror_presence's pass, one small pass otherwise). Off: on the in-distribution validation
+    # both together won 2 targeted tasks net on one 60-scene sample and none on a second (README).
     mirror_average: bool = False
+    mirror_presence: bool = False
     # Snap the part mask's edges to the image's: "guided" filters the upsampled part probability (one value per
     # mask cell, several pixels wide) with the colour crop and the height above the table (refine_height_weight
     # guide units per metre) as guide, over refine_radius_cells mask cells; refine_eps is the guide variance
@@ -237,6 +240,11 @@ class PisaRgbdBackend(PartGroundingBackend):
         phrases = [query_text(c.part_name, object_noun(resolution, c, kb)) for c in candidates]
         asks = [(i, p) for i in range(len(masks)) for p in phrases]
         part_probs, presence = self._run(np.stack(crops), np.stack(scalars), asks)
+        mirrored_probs = None
+        if cfg.mirror_presence:
+            mirrored_probs, mirrored_presence = self._run(np.ascontiguousarray(np.stack(crops)[:, :, :, ::-1]),
+                                                          np.stack(scalars), asks)
+            presence = 0.5 * (presence + mirrored_presence)
         lap("network")
 
         colours = list(resolution.object_attributes.get("colours") or [])
@@ -256,11 +264,15 @@ class PisaRgbdBackend(PartGroundingBackend):
         if not oracle and colours and colour_share[best_obj] < cfg.min_colour_share:
             return self._empty(resolution, f"the {noun} in view is not {' and '.join(colours)} "
                                            f"({colour_share[best_obj]:.0%} of it)", timings)
-        crop_prob = part_probs[best_obj * len(candidates) + best_cand]
+        ask = best_obj * len(candidates) + best_cand
+        crop_prob = part_probs[ask]
         if cfg.mirror_average:
-            mirrored, _ = self._run(np.ascontiguousarray(crops[best_obj][None, :, :, ::-1]), scalars[best_obj][None],
-                                    [(0, phrases[best_cand])])
-            crop_prob = 0.5 * (crop_prob + mirrored[0][:, ::-1])
+            if mirrored_probs is not None:
+                mirrored = mirrored_probs[ask]
+            else:
+                mirrored = self._run(np.ascontiguousarray(crops[best_obj][None, :, :, ::-1]), scalars[best_obj][None],
+                                     [(0, phrases[best_cand])])[0][0]
+            crop_prob = 0.5 * (crop_prob + mirrored[:, ::-1])
         prob = paste_crop(crop_prob, windows[best_obj], request.image_size)
         if cfg.mask_refinement == "guided":
             prob = self._refined(prob, request.rgb, height, windows[best_obj], crop_prob.shape[0])
