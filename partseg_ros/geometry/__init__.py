@@ -2,7 +2,7 @@
 
 Modules: ``camera`` (CameraInfo -> camera model, undistortion), ``depth``
 (16UC1/32FC1 -> metres), ``transforms`` (rigid transforms, quaternions),
-``filters`` (erosion, depth discontinuities, outliers on the image grid),
+``filters`` (erosion, depth discontinuities, outliers, guided filtering on the image grid),
 ``normals`` (organised normals), ``principal_axes`` (PCA frame) and
 ``grasp_region`` (the pipeline). See grasp_region's docstring for the frame
 and sign conventions.

@@ -7,7 +7,8 @@ on the image grid instead of a KD-tree: neighbours of a pixel are its image
 neighbours, which is what a depth camera's geometry gives for free and keeps
 the cost linear in the window size.
 
-All functions return boolean masks of what to keep; none modifies its inputs.
+All functions but :func:`guided_filter` (a float map) return boolean masks of what
+to keep; none modifies its inputs.
 """
 
 from __future__ import annotations

@@ -239,11 +239,12 @@ class PisaRgbdBackend(PartGroundingBackend):
         kb = self.reasoner.kb
         phrases = [query_text(c.part_name, object_noun(resolution, c, kb)) for c in candidates]
         asks = [(i, p) for i in range(len(masks)) for p in phrases]
-        part_probs, presence = self._run(np.stack(crops), np.stack(scalars), asks)
+        crop_batch, scalar_batch = np.stack(crops), np.stack(scalars)
+        part_probs, presence = self._run(crop_batch, scalar_batch, asks)
         mirrored_probs = None
         if cfg.mirror_presence:
-            mirrored_probs, mirrored_presence = self._run(np.ascontiguousarray(np.stack(crops)[:, :, :, ::-1]),
-                                                          np.stack(scalars), asks)
+            mirrored_probs, mirrored_presence = self._run(np.ascontiguousarray(crop_batch[:, :, :, ::-1]),
+                                                          scalar_batch, asks)
             presence = 0.5 * (presence + mirrored_presence)
         lap("network")
 
