@@ -108,11 +108,13 @@ def test_guided_filter_moves_a_blurred_edge_onto_the_guide_edge_and_keeps_flat_m
     guide[:, 20:] = 1.0
     truth = (guide[:, :, 0] > 0.5).astype(float)
     blurred = ndimage.uniform_filter(truth, size=9, mode="nearest")
-    sharp = guided_filter(guide, blurred, radius_px=4, eps=1e-4)
-    jump = sharp[:, 20] - sharp[:, 19]
-    assert (jump > 0.4).all() and (blurred[:, 20] - blurred[:, 19] < 0.12).all()
-    assert ((sharp > 0.5) == (truth > 0.5)).all()
-    flat = guided_filter(np.random.default_rng(0).random((30, 30, 3)), np.full((30, 30), 0.7), 3, 0.01)
-    assert np.allclose(flat, 0.7, atol=1e-5)
+    for subsample in (1, 2, 3):  # fits on a coarser grid, edges still at the full-size guide's
+        sharp = guided_filter(guide, blurred, radius_px=4, eps=1e-4, subsample=subsample)
+        jump = sharp[:, 20] - sharp[:, 19]
+        assert (jump > 0.4).all() and (blurred[:, 20] - blurred[:, 19] < 0.12).all(), subsample
+        assert ((sharp > 0.5) == (truth > 0.5)).all(), subsample
+    for subsample in (1, 4):
+        flat = guided_filter(np.random.default_rng(0).random((30, 30, 3)), np.full((30, 30), 0.7), 3, 0.01, subsample)
+        assert np.allclose(flat, 0.7, atol=1e-5), subsample
     with pytest.raises(ValueError, match="differ in size"):
         guided_filter(guide, blurred[:-1], 4, 1e-4)

@@ -308,7 +308,7 @@ def test_unknown_backend_options_fail_before_loading_with_the_closest_name():
         create_backend("pisa_rgbd", crop_scale=3.0)
     with pytest.raises(ValueError, match="mask_refinement must be one of none, guided"):
         create_backend("pisa_rgbd", mask_refinement="crf")
-    with pytest.raises(ValueError, match="refine_radius_cells and refine_eps must be positive"):
+    with pytest.raises(ValueError, match="refine_radius_cells, refine_eps and refine_pixels_per_cell must be positive"):
         create_backend("pisa_rgbd", refine_eps=0.0)
 
 

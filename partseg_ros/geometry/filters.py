@@ -203,7 +203,7 @@ def reject_depth_outliers(depth_values: np.ndarray, gap_m: float, sparse_fractio
     return (bins >= first) & (bins <= last)
 
 
-def guided_filter(guide: np.ndarray, source: np.ndarray, radius_px: int, eps: float) -> np.ndarray:
+def guided_filter(guide: np.ndarray, source: np.ndarray, radius_px: int, eps: float, subsample: int = 1) -> np.ndarray:
     """Edge-aware smoothing of ``source`` (H, W) that follows the edges of ``guide`` (H, W, C).
 
     A mask predicted on a coarse grid and upsampled bilinearly has soft
@@ -213,34 +213,67 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius_px: int, eps: fl
     linear function of the guide's channels and averages the fits, so the
     output's edges move onto the guide's edges while flat regions stay as
     they were; ``eps`` is the guide variance below which an edge is treated
-    as noise. Cost is a handful of box filters, linear in the image size.
-    Returns a float32 map the shape of ``source``.
+    as noise. With ``subsample`` s > 1 the fits are made on a grid s times
+    coarser and their coefficients upsampled before they meet the full-size
+    guide (He and Sun's fast guided filter): the cost then stays bounded for
+    a close-up object on an HD camera, and a source that is itself upsampled
+    from a coarse grid loses nothing by it. Returns a float32 map the shape
+    of ``source``.
     """
     from scipy import ndimage
 
-    guide = np.asarray(guide, dtype=np.float64)
+    guide = np.asarray(guide)
     if guide.ndim == 2:
         guide = guide[:, :, None]
-    source = np.asarray(source, dtype=np.float64)
+    source = np.asarray(source)
     if guide.shape[:2] != source.shape:
         raise ValueError(f"guide {guide.shape[:2]} and source {source.shape} differ in size")
-    size = 2 * max(int(radius_px), 1) + 1
+    step = max(int(subsample), 1)
+    # The fits in float64 (variances of nearly flat guides cancel); the full-size combination in float32.
+    small_guide = guide[::step, ::step].astype(np.float64)
+    small_source = source[::step, ::step].astype(np.float64)
+    size = 2 * max(int(round(radius_px / step)), 1) + 1
 
     def box(values: np.ndarray) -> np.ndarray:
         return ndimage.uniform_filter(values, size=size, mode="reflect")
 
     channels = guide.shape[2]
-    mean_guide = np.stack([box(guide[:, :, c]) for c in range(channels)], axis=-1)
-    mean_source = box(source)
-    covariance = np.stack([box(guide[:, :, c] * source) for c in range(channels)], axis=-1)
+    mean_guide = np.stack([box(small_guide[:, :, c]) for c in range(channels)], axis=-1)
+    mean_source = box(small_source)
+    covariance = np.stack([box(small_guide[:, :, c] * small_source) for c in range(channels)], axis=-1)
     covariance -= mean_guide * mean_source[:, :, None]
-    variance = np.empty(source.shape + (channels, channels))
+    variance = np.empty(small_source.shape + (channels, channels))
     for i in range(channels):
         for j in range(i, channels):
-            value = box(guide[:, :, i] * guide[:, :, j]) - mean_guide[:, :, i] * mean_guide[:, :, j]
+            value = box(small_guide[:, :, i] * small_guide[:, :, j]) - mean_guide[:, :, i] * mean_guide[:, :, j]
             variance[:, :, i, j] = variance[:, :, j, i] = value
     variance += eps * np.eye(channels)
     slope = np.linalg.solve(variance, covariance[..., None])[..., 0]
     intercept = mean_source - np.einsum("hwc,hwc->hw", slope, mean_guide)
-    mean_slope = np.stack([box(slope[:, :, c]) for c in range(channels)], axis=-1)
-    return (np.einsum("hwc,hwc->hw", mean_slope, guide) + box(intercept)).astype(np.float32)
+    coefficients = np.concatenate([slope, intercept[:, :, None]], axis=-1)
+    coefficients = np.stack([box(coefficients[:, :, c]) for c in range(channels + 1)], axis=-1)
+    if step > 1:
+        coefficients = _upsampled(coefficients, step, source.shape)
+    guide = guide.astype(coefficients.dtype)
+    return (np.einsum("hwc,hwc->hw", coefficients[:, :, :channels], guide) + coefficients[:, :, channels]).astype(
+        np.float32)
+
+
+def _upsampled(grid: np.ndarray, step: int, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear values at every full-size pixel of a (h, w, C) map sampled at every ``step``-th pixel.
+
+    Separable: one small interpolation matrix per axis, so the cost is two matrix products per channel.
+    """
+    def weights(full: int, coarse: int) -> np.ndarray:
+        position = np.minimum(np.arange(full) / step, coarse - 1)
+        low = np.floor(position).astype(np.intp)
+        high = np.minimum(low + 1, coarse - 1)
+        frac = position - low
+        matrix = np.zeros((full, coarse), dtype=np.float32)
+        np.add.at(matrix, (np.arange(full), low), 1.0 - frac)
+        np.add.at(matrix, (np.arange(full), high), frac)
+        return matrix
+
+    rows, cols = weights(shape[0], grid.shape[0]), weights(shape[1], grid.shape[1])
+    grid = grid.astype(np.float32)
+    return np.stack([rows @ grid[:, :, c] @ cols.T for c in range(grid.shape[2])], axis=-1)

@@ -84,6 +84,9 @@ class PisaRgbdConfig:
     refine_radius_cells: float = 1.5
     refine_eps: float = 0.001
     refine_height_weight: float = 10.0
+    # The filter fits its edges on a grid of this many pixels per mask cell (a close-up object's larger window
+    # is subsampled to it, the fast guided filter) so its cost stays bounded on an HD camera.
+    refine_pixels_per_cell: float = 2.0
     part_reach: float = 1.0 / 16.0  # a part may extend this share of the crop side past its proposal...
     part_min_height_m: float = 0.003  # ...on pixels standing at least this high above the table
     candidate_limit: int = 8  # knowledge-base candidates asked when the instruction names no object
@@ -120,9 +123,9 @@ class PisaRgbdConfig:
             raise ValueError(f"pisa_rgbd option mask_refinement must be one of {', '.join(MASK_REFINEMENTS)}, "
                              f"got {config.mask_refinement!r}")
         if float(config.refine_radius_cells) <= 0.0 or float(config.refine_eps) <= 0.0 \
-                or float(config.refine_height_weight) < 0.0:
-            raise ValueError("pisa_rgbd options refine_radius_cells and refine_eps must be positive, "
-                             "refine_height_weight at least 0")
+                or float(config.refine_pixels_per_cell) <= 0.0 or float(config.refine_height_weight) < 0.0:
+            raise ValueError("pisa_rgbd options refine_radius_cells, refine_eps and refine_pixels_per_cell must be "
+                             "positive, refine_height_weight at least 0")
         if int(config.stride) < 1 or int(config.max_proposals) < 1:
             raise ValueError("pisa_rgbd options stride and max_proposals must be at least 1")
         if not 0.5 <= float(config.crop_scale) <= 2.0:
@@ -349,10 +352,12 @@ class PisaRgbdBackend(PartGroundingBackend):
         guide = [rgb[y0:y1, x0:x1].astype(np.float32) / 255.0]
         if cfg.refine_height_weight > 0.0:
             guide.append(np.nan_to_num(height[y0:y1, x0:x1, None]) * np.float32(cfg.refine_height_weight))
-        radius = int(round(cfg.refine_radius_cells * window.side / max(mask_cells, 1)))
+        cell_px = window.side / max(mask_cells, 1)
+        radius = int(round(cfg.refine_radius_cells * cell_px))
+        subsample = max(int(cell_px / cfg.refine_pixels_per_cell), 1)
         out = prob.copy()
         out[y0:y1, x0:x1] = guided_filter(np.concatenate(guide, axis=-1), prob[y0:y1, x0:x1], radius,
-                                          cfg.refine_eps)
+                                          cfg.refine_eps, subsample)
         return out
 
     def _unlearned(self, request: GroundingRequest, resolution: InstructionResolution, candidates: list[Candidate],
