@@ -199,15 +199,30 @@ class Probe:
         return self.results_for(header)
 
     # ---- services ---------------------------------------------------------------------------------
-    def call(self, client, request, timeout: float = 60.0):
+    def call(self, client, request, timeout: float = 60.0, resend_after: Optional[float] = None):
+        """The service's response; ``resend_after`` (for requests safe to repeat) asks again after that many seconds.
+
+        ``wait_for_service`` can be satisfied by a server that is gone: a node an earlier test killed stays in
+        this process's discovery until its lease runs out, and a request sent then goes to it and not to a new
+        node not yet matched. A query is resent; a state change is not (it may have happened).
+        """
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"service {client.srv_name} not available")
-        future = client.call_async(request)
-        self.wait_for(future.done, timeout, f"response from {client.srv_name}")
-        return future.result()
+        deadline = time.monotonic() + timeout
+        while True:
+            future = client.call_async(request)
+            wait = min(resend_after or timeout, max(deadline - time.monotonic(), 0.0))
+            try:
+                self.wait_for(future.done, wait, f"response from {client.srv_name}")
+                return future.result()
+            except TimeoutError:
+                client.remove_pending_request(future)
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for response from "
+                                       f"{client.srv_name}") from None
 
     def lifecycle_state(self) -> str:
-        return self.call(self.get_state, GetState.Request()).current_state.label
+        return self.call(self.get_state, GetState.Request(), resend_after=5.0).current_state.label
 
     def transition(self, transition_id: int, timeout: float = 120.0) -> bool:
         request = ChangeState.Request()

@@ -63,7 +63,8 @@ def test_cleanup_under_a_30hz_stream_100_times():
         raise
     finally:
         stop.set()
-        streamer.join(timeout=2.0)
+        if streamer.ident is not None:  # a failure before the stream started must still stop the node
+            streamer.join(timeout=2.0)
         probe.close()
         code = node.stop()
     assert code == 0, f"node exited with {code}"
