@@ -229,7 +229,7 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius_px: int, eps: fl
     if guide.shape[:2] != source.shape:
         raise ValueError(f"guide {guide.shape[:2]} and source {source.shape} differ in size")
     step = max(int(subsample), 1)
-    # The fits in float64 (variances of nearly flat guides cancel); the full-size combination in float32.
+    # The fits in float64 (variances of nearly flat guides cancel); once subsampled, the full-size part in float32.
     small_guide = guide[::step, ::step].astype(np.float64)
     small_source = source[::step, ::step].astype(np.float64)
     size = 2 * max(int(round(radius_px / step)), 1) + 1
