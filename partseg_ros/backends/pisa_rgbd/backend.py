@@ -344,9 +344,7 @@ class PisaRgbdBackend(PartGroundingBackend):
                  mask_cells: int) -> np.ndarray:
         """The part probability with its edges moved onto the colour (and height) edges inside the crop window."""
         cfg = self.config
-        h, w = prob.shape
-        x0, y0 = max(window.x0, 0), max(window.y0, 0)
-        x1, y1 = min(window.x0 + window.side, w), min(window.y0 + window.side, h)
+        x0, y0, x1, y1 = window.inside(*prob.shape)
         if x1 - x0 < 3 or y1 - y0 < 3:
             return prob
         guide = [rgb[y0:y1, x0:x1].astype(np.float32) / 255.0]

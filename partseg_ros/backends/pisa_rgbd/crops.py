@@ -49,6 +49,11 @@ class CropWindow:
     def contains_box(self) -> tuple[int, int, int, int]:
         return self.x0, self.y0, self.x0 + self.side, self.y0 + self.side
 
+    def inside(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1): the part of the window that lies on an image of that size (empty when x1 <= x0)."""
+        return (max(self.x0, 0), max(self.y0, 0),
+                min(self.x0 + self.side, width), min(self.y0 + self.side, height))
+
 
 def square_window(mask: np.ndarray, settings: CropSettings, jitter: np.ndarray | None = None) -> CropWindow:
     """The square crop around a proposal mask; ``jitter`` (dx, dy, scale) perturbs it for training."""
@@ -71,8 +76,7 @@ def _window(image: np.ndarray, window: CropWindow, fill: float) -> np.ndarray:
     """The window's pixels, padded with ``fill`` where it leaves the image."""
     h, w = image.shape[:2]
     out = np.full((window.side, window.side) + image.shape[2:], fill, dtype=image.dtype)
-    sx0, sy0 = max(window.x0, 0), max(window.y0, 0)
-    sx1, sy1 = min(window.x0 + window.side, w), min(window.y0 + window.side, h)
+    sx0, sy0, sx1, sy1 = window.inside(h, w)
     if sx1 > sx0 and sy1 > sy0:
         out[sy0 - window.y0:sy1 - window.y0, sx0 - window.x0:sx1 - window.x0] = image[sy0:sy1, sx0:sx1]
     return out
@@ -146,8 +150,7 @@ def paste_crop(crop: np.ndarray, window: CropWindow, image_size: tuple[int, int]
     """A crop-frame float map (any square size) resampled bilinearly onto the full image (0 outside the window)."""
     h, w = image_size
     out = np.zeros((h, w), dtype=np.float32)
-    sx0, sy0 = max(window.x0, 0), max(window.y0, 0)
-    sx1, sy1 = min(window.x0 + window.side, w), min(window.y0 + window.side, h)
+    sx0, sy0, sx1, sy1 = window.inside(h, w)
     if sx1 <= sx0 or sy1 <= sy0:
         return out
     scale = crop.shape[0] / window.side
