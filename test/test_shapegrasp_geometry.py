@@ -93,6 +93,66 @@ def test_plane_fit_keeps_the_table_under_a_box_top_smaller_than_a_table():
     assert np.median(np.abs(plane.height(table))) < 0.002
 
 
+def _box_points(centre_xy: tuple[float, float], base_m: float, size_m: float, spacing_m: float,
+                tall_m: float = 0.0) -> np.ndarray:
+    """Camera-frame points of a box's top and the side facing the camera of :func:`_plane_grid` (a cube unless
+    ``tall_m`` gives its height)."""
+    cx, cy = centre_xy
+    tall_m = tall_m or size_m
+    u = np.arange(-size_m / 2, size_m / 2, spacing_m)
+    a, b = np.meshgrid(u, u)
+    top = np.stack([cx + a.ravel(), cy + b.ravel(), np.full(a.size, base_m + tall_m)], axis=1)
+    a, z = np.meshgrid(u, np.arange(0.0, tall_m, spacing_m))
+    front = np.stack([cx + a.ravel(), np.full(a.size, cy - size_m / 2), base_m + z.ravel()], axis=1)
+    world = np.concatenate([top, front])
+    down = np.deg2rad(45.0)
+    z_axis = np.array([0.0, np.cos(down), -np.sin(down)])
+    x_axis = np.array([1.0, 0.0, 0.0])
+    y_axis = np.cross(z_axis, x_axis)
+    return (world - np.array([0.0, 0.0, 1.5])) @ np.stack([x_axis, y_axis, z_axis]).T
+
+
+def test_plane_fit_finds_a_table_that_returned_no_depth_under_the_objects_on_it():
+    """A black table top under active stereo returns nothing: the floor is the only plane, the objects float."""
+    floor = _plane_grid(0.0, 2.0, 0.02)
+    objects = np.concatenate([_box_points((x, 1.5 + y), 0.75, 0.08, 0.004)
+                              for x, y in ((-0.2, 0.0), (0.1, 0.15), (0.15, -0.2))])
+    plane = fit_table_plane(np.concatenate([floor, objects])[:, None, :])
+    assert plane is not None
+    heights = plane.height(objects)
+    assert np.percentile(heights, 1) == pytest.approx(0.0, abs=0.01)  # the boxes stand on it
+    assert np.median(plane.height(floor)) == pytest.approx(-0.75, abs=0.01)
+
+
+def test_plane_fit_keeps_the_floor_under_a_tall_object_standing_on_it():
+    """A tall object's points fill the gap between the floor and its top: nothing floats, the floor stays."""
+    floor = _plane_grid(0.0, 2.0, 0.02)
+    tall = _box_points((0.0, 1.5), 0.0, 0.1, 0.004, tall_m=0.5)
+    plane = fit_table_plane(np.concatenate([floor, tall])[:, None, :])
+    assert np.median(np.abs(plane.height(floor))) < 0.002
+
+
+def test_randomised_scene_with_a_table_that_returned_no_depth_still_finds_its_objects():
+    """Training-look seed 30000012: an Orbbec Femto over a dark table whose top returned no depth."""
+    from partseg_ros.backends.shapegrasp.proposals import find_table, object_clusters
+    from partseg_ros.backends.shapegrasp.segmentation import SegmentationConfig
+    from partseg_ros.scene.randomised import DomainSettings, random_scene, render_randomised, table_plane_in_camera
+    from partseg_ros.types import GroundingRequest
+
+    domain = DomainSettings.training()
+    view, _ = render_randomised(random_scene(30000012, domain), domain, view_seed=0)
+    true_normal, true_offset = table_plane_in_camera(view.world_from_camera)
+    request = GroundingRequest(view.rgb, "take the teacup", view.depth_m, view.intrinsics)
+    config = SegmentationConfig()
+    plane, _, rgb, _, points = find_table(request, 2, config.min_height_m)
+    assert plane is not None
+    assert float(plane.normal @ true_normal) > 0.995
+    assert plane.offset == pytest.approx(true_offset, abs=0.01)
+    clusters = object_clusters(request, plane, points, rgb, 2, config)
+    found = {int(np.bincount(view.object_ids[::2, ::2][c.mask]).argmax()) for c in clusters}
+    assert len(found - {0}) >= 4
+
+
 def test_held_back_wide_camera_that_sees_the_floor_still_finds_the_table_and_its_objects():
     """A Kinect-like wide view of a randomised scene sees more floor than table (held-back seed 40000017)."""
     from partseg_ros.backends.shapegrasp.proposals import find_table, object_clusters

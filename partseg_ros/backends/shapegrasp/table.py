@@ -95,6 +95,30 @@ def _support_surface_above(candidates: np.ndarray, normal: np.ndarray, offset: f
     return None
 
 
+def _floating_objects_base(candidates: np.ndarray, normal: np.ndarray, offset: float, min_rise_m: float,
+                           min_share: float, max_gap_share: float, base_percentile: float,
+                           clearance_m: float, min_relief_m: float) -> Optional[float]:
+    """Height of the underside of points that float clear of the dominant plane, if any: objects on a table whose
+    own top returned no depth (black or glossy under active stereo), so the floor below is all the plane fitting
+    sees. They float when at least ``min_share`` of the points rise ``min_rise_m`` above the plane and nearly
+    nothing (``max_gap_share`` of them) lies between the plane and their underside; a tall object standing on
+    the plane fills that gap, so it never counts. Objects have relief (``min_relief_m`` between the 5th and 95th
+    percentile of their heights); a flat floating layer is a box top or a shelf, left to the support search."""
+    heights = candidates @ normal + offset
+    with np.errstate(invalid="ignore"):
+        elevated = heights > min_rise_m
+    if elevated.sum() < max(min_share * len(candidates), 1):
+        return None
+    lifted = heights[elevated]
+    if float(np.percentile(lifted, 95) - np.percentile(lifted, 5)) < min_relief_m:
+        return None
+    base = float(np.percentile(lifted, base_percentile))
+    in_gap = (heights > clearance_m) & (heights < base - clearance_m)
+    if in_gap.sum() > max_gap_share * elevated.sum():
+        return None
+    return base
+
+
 def fit_table_plane(
     points: np.ndarray,
     valid: Optional[np.ndarray] = None,
@@ -106,6 +130,11 @@ def fit_table_plane(
     support_min_rise_m: float = 0.15,
     support_min_share: float = 0.08,
     support_min_extent_m: float = 0.4,
+    floating_min_share: float = 0.01,
+    floating_max_gap_share: float = 0.05,
+    floating_base_percentile: float = 1.0,
+    floating_clearance_m: float = 0.024,
+    floating_min_relief_m: float = 0.02,
 ) -> Optional[TablePlane]:
     """The table: the dominant plane facing the camera, or a table-sized parallel surface above it; None if there
     are too few points.
@@ -117,7 +146,10 @@ def fit_table_plane(
     table stands "above" it. So the highest surface parallel to the dominant
     plane at least ``support_min_rise_m`` above it, holding at least
     ``support_min_share`` of the points and spanning ``support_min_extent_m``
-    (bigger than a box top), is taken instead.
+    (bigger than a box top), is taken instead. When the table itself returned no
+    depth, the objects on it float above the floor with an empty gap below them
+    (``floating_*``, :func:`_floating_objects_base`): the table is then the plane
+    parallel to the floor through their undersides.
     """
     rng = rng or np.random.default_rng(0)
     flat = points.reshape(-1, 3)
@@ -152,6 +184,12 @@ def fit_table_plane(
                                   support_min_share, support_min_extent_m)
     if rise is not None:
         normal, offset = _refined(candidates, normal, offset - rise, inlier_threshold_m)
+    else:
+        base = _floating_objects_base(candidates, normal, offset, support_min_rise_m, floating_min_share,
+                                      floating_max_gap_share, floating_base_percentile, floating_clearance_m,
+                                      floating_min_relief_m)
+        if base is not None:  # no table points to refine on: parallel to the floor
+            offset -= base
     inlier_mask = np.abs(candidates @ normal + offset) < inlier_threshold_m
     origin = candidates[inlier_mask].mean(axis=0) if inlier_mask.any() else -normal * offset
     return TablePlane(
