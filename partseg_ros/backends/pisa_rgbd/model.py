@@ -20,11 +20,13 @@ every phrase asked of a crop; only the light decoder runs per phrase.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 @dataclass(frozen=True)
@@ -200,8 +202,12 @@ class RgbdPartGrounder(nn.Module):
         tokens = torch.cat([self.mask_token.expand(q, -1, -1) + prompt, self.presence_token.expand(q, -1, -1) + prompt,
                             prompt], dim=1)
         pos = self.image_pos.expand(q, -1, -1)
-        for layer in self.layers:
-            tokens, image = layer(tokens, image, pos)
+        # The decoder's sequences are tiny (3 tokens, 36 image tokens) and its batch large (every phrase of every
+        # crop); on a CPU the flash kernel's per-sequence overhead dominates there and plain matrix products are
+        # faster (benchmarks/bench_pisa_rgbd.py, README), with the same results to float rounding.
+        with sdpa_kernel(SDPBackend.MATH) if image.device.type == "cpu" else nullcontext():
+            for layer in self.layers:
+                tokens, image = layer(tokens, image, pos)
         presence = self.presence_head(tokens[:, 1])[:, 0]
         if masks_for is not None:
             crop_index, image, tokens = crop_index[masks_for], image[masks_for], tokens[masks_for]
