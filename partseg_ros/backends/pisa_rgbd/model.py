@@ -204,7 +204,7 @@ class RgbdPartGrounder(nn.Module):
         pos = self.image_pos.expand(q, -1, -1)
         # The decoder's sequences are tiny (3 tokens, 36 image tokens) and its batch large (every phrase of every
         # crop); on a CPU the flash kernel's per-sequence overhead dominates there and plain matrix products are
-        # faster (benchmarks/bench_pisa_rgbd.py, README), with the same results to float rounding.
+        # faster (a 44-minute training run fitted 4% more steps, model card), with the same results to rounding.
         with sdpa_kernel(SDPBackend.MATH) if image.device.type == "cpu" else nullcontext():
             for layer in self.layers:
                 tokens, image = layer(tokens, image, pos)
