@@ -72,10 +72,10 @@ def _refined(candidates: np.ndarray, normal: np.ndarray, offset: float,
     return normal, offset
 
 
-def _support_surface_above(candidates: np.ndarray, normal: np.ndarray, offset: float, band_m: float,
-                           min_rise_m: float, min_share: float, min_extent_m: float) -> Optional[float]:
-    """Height of the highest table-sized layer of points parallel to the plane and above it, if any."""
-    heights = candidates @ normal + offset
+def _support_surface_above(candidates: np.ndarray, heights: np.ndarray, normal: np.ndarray, offset: float,
+                           band_m: float, min_rise_m: float, min_share: float, min_extent_m: float) -> Optional[float]:
+    """Height of the highest table-sized layer of points parallel to the plane and above it, if any (``heights``:
+    the candidates' heights above the plane)."""
     with np.errstate(invalid="ignore"):
         above = heights > min_rise_m
     needed = min_share * len(candidates)
@@ -95,19 +95,18 @@ def _support_surface_above(candidates: np.ndarray, normal: np.ndarray, offset: f
     return None
 
 
-def _floating_objects_base(candidates: np.ndarray, normal: np.ndarray, offset: float, min_rise_m: float,
-                           min_share: float, max_gap_share: float, base_percentile: float,
-                           clearance_m: float, min_relief_m: float) -> Optional[float]:
+def _floating_objects_base(heights: np.ndarray, min_rise_m: float, min_share: float, max_gap_share: float,
+                           base_percentile: float, clearance_m: float, min_relief_m: float) -> Optional[float]:
     """Height of the underside of points that float clear of the dominant plane, if any: objects on a table whose
     own top returned no depth (black or glossy under active stereo), so the floor below is all the plane fitting
     sees. They float when at least ``min_share`` of the points rise ``min_rise_m`` above the plane and nearly
     nothing (``max_gap_share`` of them) lies between the plane and their underside; a tall object standing on
     the plane fills that gap, so it never counts. Objects have relief (``min_relief_m`` between the 5th and 95th
-    percentile of their heights); a flat floating layer is a box top or a shelf, left to the support search."""
-    heights = candidates @ normal + offset
+    percentile of their heights); a flat floating layer is a box top or a shelf, left to the support search.
+    ``heights``: every point's height above the plane."""
     with np.errstate(invalid="ignore"):
         elevated = heights > min_rise_m
-    if elevated.sum() < max(min_share * len(candidates), 1):
+    if elevated.sum() < max(min_share * len(heights), 1):
         return None
     lifted = heights[elevated]
     if float(np.percentile(lifted, 95) - np.percentile(lifted, 5)) < min_relief_m:
@@ -180,14 +179,14 @@ def fit_table_plane(
     counts = (distances < inlier_threshold_m).sum(axis=0)
     best = int(np.argmax(counts))
     normal, offset = _refined(candidates, normals[best], float(offsets[best]), inlier_threshold_m)
-    rise = _support_surface_above(candidates, normal, offset, inlier_threshold_m, support_min_rise_m,
+    heights = candidates @ normal + offset  # one pass for both searches of a surface above the dominant plane
+    rise = _support_surface_above(candidates, heights, normal, offset, inlier_threshold_m, support_min_rise_m,
                                   support_min_share, support_min_extent_m)
     if rise is not None:
         normal, offset = _refined(candidates, normal, offset - rise, inlier_threshold_m)
     else:
-        base = _floating_objects_base(candidates, normal, offset, support_min_rise_m, floating_min_share,
-                                      floating_max_gap_share, floating_base_percentile, floating_clearance_m,
-                                      floating_min_relief_m)
+        base = _floating_objects_base(heights, support_min_rise_m, floating_min_share, floating_max_gap_share,
+                                      floating_base_percentile, floating_clearance_m, floating_min_relief_m)
         if base is not None:  # no table points to refine on: parallel to the floor
             offset -= base
     inlier_mask = np.abs(candidates @ normal + offset) < inlier_threshold_m
