@@ -125,8 +125,13 @@ def depth_hole_proposals(request: GroundingRequest, height_m: np.ndarray, config
     others become proposals of their own. Shadow bands and holes in the
     table itself are rejected by their colour, which is the table's; holes
     cut by the image border, or bounded by the floor past the table's edge,
-    by what is unknown about them. ``height_m`` is every pixel's height above
-    the table (NaN without depth). Returns the grown proposals, then the new ones.
+    by what is unknown about them. Speckle dropouts on glass or a noisy edge
+    can join a black object's hole to the sky or the far wall, which return
+    nothing either; a hole too big or cut by the border is therefore split
+    by an opening of ``hole_open_px`` and its pieces judged one by one (holes
+    of a sensible size keep their thin parts, which an opening would erase).
+    ``height_m`` is every pixel's height above the table (NaN without depth).
+    Returns the grown proposals, then the new ones.
     """
     from scipy import ndimage
 
@@ -137,6 +142,16 @@ def depth_hole_proposals(request: GroundingRequest, height_m: np.ndarray, config
         return list(proposals)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     lo, hi = config.hole_min_share * h * w, config.hole_max_share * h * w
+    first_piece = count + 1
+    if config.hole_open_px:
+        on_border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+        unbounded = np.union1d(np.flatnonzero(sizes > hi), on_border)
+        spill = np.isin(labels, unbounded[unbounded > 0])
+        pieces, piece_count = ndimage.label(ndimage.binary_opening(spill, iterations=config.hole_open_px))
+        labels[spill] = 0
+        labels[pieces > 0] = pieces[pieces > 0] + count
+        count += piece_count
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)
     grown = [np.asarray(p, dtype=bool).copy() for p in proposals]
     extra = []
     r = config.hole_ring_px
@@ -148,6 +163,8 @@ def depth_hole_proposals(request: GroundingRequest, height_m: np.ndarray, config
         window = (slice(max(box[0].start - r, 0), min(box[0].stop + r, h)),
                   slice(max(box[1].start - r, 0), min(box[1].stop + r, w)))
         hole = labels[window] == index
+        if index >= first_piece:  # back to the piece's own edge, without the bridges the opening cut
+            hole = ndimage.binary_dilation(hole, iterations=config.hole_open_px) & ~valid[window]
         ring = ndimage.binary_dilation(hole, iterations=r) & ~hole
         around = height_m[window][ring]
         seen = around[np.isfinite(around)]

@@ -65,6 +65,7 @@ class SegmentationConfig:
     # bounded by table, of object size and of another colour than the table, is proposed from colour alone.
     hole_min_share: float = 0.0004  # of the image's pixels
     hole_max_share: float = 0.05
+    hole_open_px: int = 1  # opening that cuts speckle bridges between holes (0: holes as the sensor left them)
     hole_ring_px: int = 4  # width of the ring around a hole its surroundings are judged on
     hole_ring_valid_share: float = 0.5  # the ring must be mostly measured...
     hole_ring_table_share: float = 0.6  # ...mostly table or objects on it (not the floor past the table edge)...

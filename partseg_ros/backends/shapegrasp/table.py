@@ -96,13 +96,18 @@ def _support_surface_above(candidates: np.ndarray, heights: np.ndarray, normal: 
 
 
 def _floating_objects_base(heights: np.ndarray, min_rise_m: float, min_share: float, max_gap_share: float,
-                           base_percentile: float, clearance_m: float, min_relief_m: float) -> Optional[float]:
+                           base_percentile: float, clearance_m: float, min_relief_m: float,
+                           gap_from_m: float, min_base_m: float) -> Optional[float]:
     """Height of the underside of points that float clear of the dominant plane, if any: objects on a table whose
     own top returned no depth (black or glossy under active stereo), so the floor below is all the plane fitting
     sees. They float when at least ``min_share`` of the points rise ``min_rise_m`` above the plane and nearly
     nothing (``max_gap_share`` of them) lies between the plane and their underside; a tall object standing on
     the plane fills that gap, so it never counts. Objects have relief (``min_relief_m`` between the 5th and 95th
     percentile of their heights); a flat floating layer is a box top or a shelf, left to the support search.
+    The gap is looked at from ``gap_from_m`` up: stereo depth error grows with the square of range, and a floor
+    2-3 m away scatters by centimetres (a tall object standing on it still fills the rest of the gap). Seen from
+    above, a bottle standing on a table shows its top and little of its sides, so it too would float; but its
+    points' underside is near ``min_rise_m``, while a table stands at least ``min_base_m`` above the floor.
     ``heights``: every point's height above the plane."""
     with np.errstate(invalid="ignore"):
         elevated = heights > min_rise_m
@@ -112,7 +117,9 @@ def _floating_objects_base(heights: np.ndarray, min_rise_m: float, min_share: fl
     if float(np.percentile(lifted, 95) - np.percentile(lifted, 5)) < min_relief_m:
         return None
     base = float(np.percentile(lifted, base_percentile))
-    in_gap = (heights > clearance_m) & (heights < base - clearance_m)
+    if base < min_base_m:
+        return None
+    in_gap = (heights > gap_from_m) & (heights < base - clearance_m)
     if in_gap.sum() > max_gap_share * elevated.sum():
         return None
     return base
@@ -134,6 +141,8 @@ def fit_table_plane(
     floating_base_percentile: float = 1.0,
     floating_clearance_m: float = 0.024,
     floating_min_relief_m: float = 0.02,
+    floating_gap_from_m: float = 0.08,
+    floating_min_base_m: float = 0.35,
 ) -> Optional[TablePlane]:
     """The table: the dominant plane facing the camera, or a table-sized parallel surface above it; None if there
     are too few points.
@@ -186,7 +195,8 @@ def fit_table_plane(
         normal, offset = _refined(candidates, normal, offset - rise, inlier_threshold_m)
     else:
         base = _floating_objects_base(heights, support_min_rise_m, floating_min_share, floating_max_gap_share,
-                                      floating_base_percentile, floating_clearance_m, floating_min_relief_m)
+                                      floating_base_percentile, floating_clearance_m, floating_min_relief_m,
+                                      floating_gap_from_m, floating_min_base_m)
         if base is not None:  # no table points to refine on: parallel to the floor
             offset -= base
     inlier_mask = np.abs(candidates @ normal + offset) < inlier_threshold_m
