@@ -97,7 +97,9 @@ class StandInNode:
     def _on_ask(self, request: AskParts.Request, response: AskParts.Response) -> AskParts.Response:
         self.asked.append(request)
         with self._arrived:
-            arrived = self._arrived.wait_for(lambda: any(
+            # The three streams travel separately; a node answers a frame once it has all of them, and so does
+            # this stand-in (answering on colour alone let a loaded machine ask before the depth had arrived).
+            arrived = self._arrived.wait_for(lambda: all(self.received.values()) and any(
                 stamp_to_ns(m.header.stamp) >= request.min_stamp_ns for m in self.received["color"]), timeout=20)
         if not arrived:
             response.success, response.message = False, "ask_timeout: no frame"
