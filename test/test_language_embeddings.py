@@ -64,3 +64,36 @@ def test_package_level_api_for_other_backends(embedder):
     assert resolution.part_phrase == "handle of the blue mug"
     assert resolution.object_attributes["colours"] == ["blue"]
     assert resolution.explanation
+
+
+@pytest.mark.parametrize("instruction, obj", [
+    ("flush the toilet", "toilet"),  # "flush" guessed as "wipe": the toilet was named, not a towel
+    ("toast with the wine glass", "wine glass"),  # "toast" guessed as "cut": not a knife
+])
+def test_a_named_object_outranks_a_guessed_verb_it_cannot_do(embedder, instruction, obj):
+    resolution = PartReasoner(load_knowledge_base(), embedder=embedder).resolve(instruction)
+    assert resolution.kb_object == obj
+    assert not resolution.patient
+    assert resolution.part_name in {p.name for p in load_knowledge_base().objects[obj].parts}
+    assert any("only guessed" in r for r in resolution.reasons)
+
+
+def test_a_listed_verb_still_reads_a_named_object_as_what_the_tool_acts_on(embedder):
+    resolution = PartReasoner(load_knowledge_base(), embedder=embedder).resolve("cut the fruit")
+    assert resolution.kb_object in {"knife", "scissors", "wire cutter"}
+    assert resolution.patient == "fruit"
+
+
+def test_spraying_a_named_object_wants_the_sprayer(embedder):
+    reasoner = PartReasoner(load_knowledge_base(), embedder=embedder)
+    resolution = reasoner.resolve("spray the plants")  # "plants" reads as the flower: what is sprayed
+    assert (resolution.kb_object, resolution.part_name, resolution.patient) == ("spray bottle", "trigger", "plants")
+    assert reasoner.resolve("spray the blue cleaning spray").kb_object == "spray bottle"
+
+
+@pytest.mark.parametrize("instruction, noun", [("pick up the red stapler", "stapler"),
+                                              ("pick up the big blue banana", "banana")])
+def test_an_unknown_noun_after_colour_words_is_reported_not_swapped(embedder, instruction, noun):
+    resolution = PartReasoner(load_knowledge_base(), embedder=embedder).resolve(instruction)
+    assert resolution.unknown_object == noun  # the rules' hammer or fruit would answer a no-target task
+    assert resolution.kb_object == ""

@@ -108,6 +108,62 @@ def test_tool_action_on_a_patient_picks_the_tool_handle(reasoner):
     assert resolution.patient == "bread"
 
 
+@pytest.mark.parametrize("instruction, obj, part", [
+    ("drink some wine from the glass", "wine glass", "stem"),  # the source, not the wine's bottle
+    ("clean the table with the spray", "spray bottle", None),  # the instrument is never the patient
+    ("cut the bread with the knife", "knife", "handle"),
+])
+def test_an_object_named_as_instrument_or_source_is_the_one_to_grasp(reasoner, instruction, obj, part):
+    resolution = reasoner.resolve(instruction)
+    assert resolution.kb_object == obj
+    assert part is None or resolution.part_name == part
+
+
+@pytest.mark.parametrize("instruction, obj", [
+    ("can you hand me the mug?", "mug"),
+    ("grab the knife so I can cut the bread", "knife"),
+    ("where can I hold the kettle?", "kettle"),
+    ("can you give me the can?", "can"),
+    ("pick up the soda can", "can"),
+    ("pick up can", "can"),
+])
+def test_the_modal_can_is_not_the_object_can(reasoner, instruction, obj):
+    assert reasoner.resolve(instruction).kb_object == obj
+
+
+@pytest.mark.parametrize("instruction, obj", [
+    ("pick up the scissor", "scissors"), ("hand me the plier", "wire cutter"), ("grab the sunglass", "sunglasses"),
+    ("pick up the glass", "wine glass"),  # a word listed as it is keeps its own meaning
+])
+def test_a_noun_listed_only_in_the_plural_is_read_in_the_singular(reasoner, instruction, obj):
+    assert reasoner.resolve(instruction).kb_object == obj
+
+
+@pytest.mark.parametrize("noun", ["whisk", "mop"])
+def test_a_verb_in_a_nouns_place_is_an_unknown_object_not_a_second_action(reasoner, noun):
+    resolution = reasoner.resolve(f"pick up the {noun}")  # both are listed only as verbs (stir, wipe)
+    assert resolution.unknown_object == noun
+    assert resolution.kb_object == ""
+
+
+@pytest.mark.parametrize("polite, imperative", [
+    ("can you cut the bread?", "cut the bread"),
+    ("could you hand me the knife?", "hand me the knife"),
+    ("would you please open the wine bottle?", "open the wine bottle"),
+])
+def test_a_request_phrased_as_a_question_wants_what_the_imperative_wants(reasoner, polite, imperative):
+    asked, told = reasoner.resolve(polite), reasoner.resolve(imperative)
+    assert (asked.mode, asked.kb_object, asked.part_name) == (told.mode, told.kb_object, told.part_name)
+    assert asked.mode == "grasp"
+    assert reasoner.resolve("can you show me which part of the knife cuts?").mode == "function"
+
+
+def test_a_part_the_named_object_lacks_selects_the_kind_that_has_it(reasoner):
+    resolution = reasoner.resolve("pull the cork out of the bottle")  # a plain bottle has no cork
+    assert (resolution.kb_object, resolution.part_name) == ("wine bottle", "cork")
+    assert reasoner.resolve("pick up the bottle").kb_object == "bottle"  # no part named: the plain kind stays
+
+
 def test_question_about_function_picks_the_functional_part(reasoner):
     resolution = reasoner.resolve(
         "If I want to use the knife to cut the carrots, which part in the picture should be used?")

@@ -24,10 +24,16 @@ from partseg_ros.language.text import (
     tokens,
 )
 
+REQUEST_MODALS = frozenset("can could would will".split())
+SUBJECTS = frozenset("i you we he she they it someone somebody who what where how why".split())
 DETERMINERS = frozenset("the a an my your this that these those its their his her our some".split())
+# Those after which an unlisted word is taken for an object's name ("pick up the stapler"); not "some", whose
+# noun is mostly a substance ("pour some water").
+NOUN_DETERMINERS = frozenset("the a an my this that".split())
 CLAUSE_STARTS = frozenset("to please i you we can could would should will and then or so let also just".split())
 QUESTION_STARTS = frozenset("which what where how identify describe find show segment locate point highlight".split())
 GRASP_VERBS = frozenset(["pick up", "give"])  # actions whose affordance is simply holding
+INSTRUMENT_MARKERS = frozenset(["with", "using", "from"])  # words before the tool or the source of an action
 PURPOSE_MARKERS = (("want", "to"), ("need", "to"), ("order", "to"), ("like", "to"), ("wish", "to"), ("trying", "to"))
 
 
@@ -58,6 +64,15 @@ class ParsedInstruction:
     interaction: Optional[Mention]  # action of a "which part should I X" clause
     unknown: list[tuple[int, str]]  # content words no rule recognised
 
+    def is_instrument(self, description: ObjectDescription) -> bool:
+        """True when the object's noun phrase follows "with", "using" or "from" ("cut it with the knife")."""
+        first = (description.mention.start - len(description.colours) - len(description.modifiers)
+                 - (1 if description.size else 0))
+        i = first - 1
+        while i >= 0 and self.words[i] in DETERMINERS:
+            i -= 1
+        return i >= 0 and self.words[i] in INSTRUMENT_MARKERS
+
     @property
     def main_action(self) -> Optional[Mention]:
         if self.purpose is not None:
@@ -77,6 +92,25 @@ def _is_nominal(words: list[str], start: int, modifier_ok: set[int]) -> bool:
             continue
         return False
     return False
+
+
+def _is_polite_request(words: list[str]) -> bool:
+    """ "can you cut the bread?" asks for the act, as "cut the bread" does; "can you show which part cuts?" asks."""
+    opener = [w for w in words[:3] if w != "please"]
+    return (len(opener) >= 2 and opener[0] in REQUEST_MODALS and opener[1] == "you"
+            and not any(w in QUESTION_STARTS or w in ("part", "parts") for w in words[2:]))
+
+
+def _is_auxiliary(words: list[str], mention: Mention) -> bool:
+    """True for an object name that is a function word used as one here: "can you ...", "so I can type".
+
+    "the can", "a soda can" and a terse "pick up can" keep the object.
+    """
+    if mention.end - mention.start != 1 or words[mention.start] not in STOPWORDS:
+        return False
+    before = words[mention.start - 1] if mention.start > 0 else ""
+    after = words[mention.end] if mention.end < len(words) else ""
+    return before in SUBJECTS or after in SUBJECTS
 
 
 def _resolve_overlaps(words: list[str], candidates: list[Mention]) -> list[Mention]:
@@ -151,6 +185,7 @@ def parse_instruction(text: str, kb: KnowledgeBase) -> ParsedInstruction:
     candidates: list[Mention] = []
     for kind in ("object", "action", "part", "affordance"):
         candidates += spot_phrases(words, table[kind], kind)
+    candidates = [m for m in candidates if not (m.kind == "object" and _is_auxiliary(words, m))]
     mentions = _resolve_overlaps(words, candidates)
     # "affordance" words ("cut", "pour") double as verbs; read them as actions when the KB has that action.
     normalised: list[Mention] = []
@@ -159,7 +194,10 @@ def parse_instruction(text: str, kb: KnowledgeBase) -> ParsedInstruction:
             action = kb.action_for_phrase(m.surface)
             m = Mention("action", action.name, m.start, m.end, m.surface) if action else m
         normalised.append(m)
-    mentions = normalised
+    # A verb with no noun reading after a determiner is a thing the knowledge base does not list ("pick up the
+    # whisk", "the mop"): an unknown noun, not a second action.
+    adjectives = {i for i, w in enumerate(words) if colour_word(w) or w in SIZE_WORDS}
+    mentions = [m for m in normalised if not (m.kind == "action" and _is_nominal(words, m.start, adjectives))]
 
     used = {i for m in mentions for i in range(m.start, m.end)}
     actions = [m for m in mentions if m.kind == "action"]
@@ -170,6 +208,8 @@ def parse_instruction(text: str, kb: KnowledgeBase) -> ParsedInstruction:
         used.update(range(first, obj.mention.start))
 
     is_question = text.strip().endswith("?") or (bool(raw_words) and raw_words[0] in QUESTION_STARTS)
+    if is_question and _is_polite_request(raw_words):
+        is_question = False
     purpose = interaction = None
     for action in actions:
         role = _clause_role(words, action)

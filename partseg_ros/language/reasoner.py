@@ -33,8 +33,14 @@ from partseg_ros.language.knowledge_base import (
     sturdy_first,
 )
 from partseg_ros.language.llm_hook import LanguageModelHook, build_prompt, parse_answer
-from partseg_ros.language.parser import GRASP_VERBS, ObjectDescription, ParsedInstruction, parse_instruction
-from partseg_ros.language.text import Mention, normalise
+from partseg_ros.language.parser import (
+    GRASP_VERBS,
+    NOUN_DETERMINERS,
+    ObjectDescription,
+    ParsedInstruction,
+    parse_instruction,
+)
+from partseg_ros.language.text import SIZE_WORDS, Mention, colour_word, normalise
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +82,14 @@ class InstructionResolution:
     @property
     def explanation(self) -> str:
         return "; ".join(self.reasons)
+
+
+def _after_determiner(words: list[str], index: int) -> bool:
+    """True when the word at ``index`` follows a determiner, over colour and size words ("the red stapler")."""
+    i = index - 1
+    while i >= 0 and (colour_word(words[i]) or words[i] in SIZE_WORDS):
+        i -= 1
+    return i >= 0 and words[i] in NOUN_DETERMINERS
 
 
 class PartReasoner:
@@ -181,15 +195,18 @@ class PartReasoner:
         and in "pour the water" the noun is the contents.
         """
         if parsed.objects:
-            # prefer the one that can do the action ("use the knife to cut the bread")
-            for description in parsed.objects:
+            # prefer the one that can do the action ("use the knife to cut the bread"), and among those one named
+            # as the instrument or source ("drink the wine from the glass": the glass, not the wine's bottle);
+            # a plain grasp takes its direct object ("take the spoon from the bowl": the spoon)
+            marked = [d for d in parsed.objects if parsed.is_instrument(d)] if action not in GRASP_VERBS else []
+            for description in marked + [d for d in parsed.objects if d not in marked]:
                 if self.kb.objects[description.mention.canonical].parts_affording(affordance):
                     return description, ""
             return parsed.objects[0], ""
         if needs_tool:  # "cut the bread": an unknown noun is what the tool acts on
             return None, ""
         for index, word in parsed.unknown:
-            if index > 0 and parsed.words[index - 1] in ("the", "a", "an", "my", "this", "that"):
+            if _after_determiner(parsed.words, index):
                 phrase = self._noun_phrase(parsed, index)
                 name, sim = self._nearest(phrase, self._object_phrases)
                 if sim >= self.object_alias_threshold:
@@ -205,6 +222,29 @@ class PartReasoner:
         return None, ""
 
     @staticmethod
+    def _has_named_part(entry: ObjectEntry, parts: list[Mention]) -> bool:
+        return any(entry.part_by_phrase(m.surface) or entry.part(m.canonical) for m in parts)
+
+    def _kind_with_part(self, entry: ObjectEntry, named: ObjectDescription, parts: list[Mention],
+                        reasons: list[str]) -> ObjectEntry:
+        """A more specific kind the noun also names that has the part asked for, else ``entry``.
+
+        "the cork of the bottle": a plain bottle has no cork, a wine bottle has one, and "bottle" names both.
+        Only kinds whose name or synonym ends in the very noun are considered, so no unrelated object is swapped in.
+        """
+        noun = named.mention.surface
+        for other in self.kb.objects.values():
+            if other is entry or not self._has_named_part(other, parts):
+                continue
+            if any(phrase == noun or phrase.endswith(" " + noun) for phrase in other.phrases):
+                reasons.append(f"a {entry.name} has no {parts[0].surface}; a {other.name} is also a '{noun}' "
+                               f"and has one")
+                named.mention = Mention("object", other.name, named.mention.start, named.mention.end,
+                                        named.mention.surface, via=named.mention.via)
+                return other
+        return entry
+
+    @staticmethod
     def _noun_phrase(parsed: ParsedInstruction, index: int) -> str:
         """Consecutive unknown words from index on ("the ornate carafe" -> "ornate carafe")."""
         unknown = dict(parsed.unknown)
@@ -217,7 +257,7 @@ class PartReasoner:
     def _ranking_query(self, parsed: ParsedInstruction, action: Optional[Mention], patient: str) -> str:
         """What to compare candidate objects with: an unknown noun phrase after a determiner, else the action."""
         for index, _ in parsed.unknown:
-            if index > 0 and parsed.words[index - 1] in ("the", "a", "an", "my", "this", "that") and not patient:
+            if _after_determiner(parsed.words, index) and not patient:
                 return self._noun_phrase(parsed, index)
         verb = action.surface if action else ""
         return f"{verb} {patient}".strip() or normalise(parsed.text)
@@ -320,7 +360,19 @@ class PartReasoner:
         patient = ""
         tool_candidates: list[tuple[ObjectEntry, float]] = []
         entry: Optional[ObjectEntry] = self.kb.objects.get(named.mention.canonical) if named else None
-        if entry is not None and action_entry.needs_tool and not entry.parts_affording(action_entry.affordance):
+        if (entry is not None and action_mention is not None and action_mention.via == "embedding"
+                and not entry.parts_affording(action_entry.affordance)):
+            # A verb the knowledge base does not list was only guessed ("flush" ~ "wipe"); the object was named.
+            # Trust the noun: asking for another object because of a guessed verb answers a task nobody set.
+            reasons.append(f"a {entry.name} cannot '{action_entry.affordance}', and '{action_mention.surface}' was "
+                           f"only guessed to mean '{action_entry.name}': the named {entry.name} is the object, "
+                           f"held as for '{DEFAULT_ACTION}'")
+            action_entry, action_mention = self.kb.actions[DEFAULT_ACTION], None
+            part_affordance = action_entry.affordance
+        if entry is not None and parsed.parts and not self._has_named_part(entry, parsed.parts):
+            entry = self._kind_with_part(entry, named, parsed.parts, reasons)
+        if (entry is not None and action_entry.needs_tool and not entry.parts_affording(action_entry.affordance)
+                and not parsed.is_instrument(named)):  # "clean it with the spray": the spray is the tool
             patient = named.mention.surface
             reasons.append(f"a {entry.name} cannot '{action_entry.affordance}': it is what the action is done to")
             entry, named = None, None

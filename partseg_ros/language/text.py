@@ -46,7 +46,7 @@ def tokens(text: str) -> list[str]:
 
 
 def word_forms(word: str) -> list[str]:
-    """The word and the base forms it may inflect from (plural, -ing, -ed), most likely first."""
+    """The word and the base forms it may inflect from (plural, -ing, -ed), most likely first; last, its plural."""
     forms = [word]
     if word.endswith("ies") and len(word) > 4:
         forms.append(word[:-3] + "y")
@@ -64,6 +64,7 @@ def word_forms(word: str) -> list[str]:
         forms += [stem, stem + "e", word[:-1]]
         if len(stem) > 2 and stem[-1] == stem[-2]:
             forms.append(stem[:-1])
+    forms += [word + "s", word + "es"]  # nouns listed only in the plural: "scissor" -> "scissors", "sunglass"
     return forms
 
 
