@@ -437,3 +437,33 @@ def test_dinov2_encoder_variant_loads_a_transformers_checkpoint_and_keeps_it_out
         again, _ = loaded(torch.ones(1, 7, 32, 32), torch.zeros(1, 2), torch.tensor([0]), torch.ones(1, 384))
         first, _ = model(torch.ones(1, 7, 32, 32), torch.zeros(1, 2), torch.tensor([0]), torch.ones(1, 384))
     assert torch.allclose(again, first, atol=1e-5)
+
+
+def test_object_depth_loss_blanks_depth_over_the_proposal_and_keeps_colour_and_outline():
+    from partseg_ros.backends.pisa_rgbd.crops import CHANNELS
+    from partseg_ros.backends.pisa_rgbd.train import _augment
+
+    size = 32
+    channels = np.zeros((len(CHANNELS), size, size), np.float32)
+    channels[0:3] = 0.5
+    channels[CHANNELS.index("height")] = 1.0
+    channels[CHANNELS.index("relief")] = 0.3
+    channels[CHANNELS.index("depth_valid")] = 1.0
+    proposal = np.zeros((size, size), bool)
+    proposal[10:20, 12:22] = True
+    channels[CHANNELS.index("proposal")] = proposal
+    labels = proposal.astype(np.int32)
+    for seed in range(20):
+        out, out_labels = _augment(channels, labels, np.random.default_rng(seed), object_depth_loss_share=1.0)
+        object_pixels = out_labels > 0  # flips move the labels and the proposal together
+        assert np.array_equal(out[CHANNELS.index("proposal")] > 0.5, object_pixels)
+        valid = out[CHANNELS.index("depth_valid")]
+        assert np.all(valid[object_pixels] == 0.0)
+        assert np.all(out[CHANNELS.index("height")][object_pixels] == 0.0)
+        assert valid.sum() > 0.5 * size * size  # the table around it keeps its depth
+        assert np.isfinite(out).all()
+    kept = 0
+    for seed in range(20):  # the shipped recipe: only a random block ever loses depth, seldom over the object
+        out, out_labels = _augment(channels, labels, np.random.default_rng(seed), object_depth_loss_share=0.0)
+        kept += bool(out[CHANNELS.index("depth_valid")][out_labels > 0].any())
+    assert kept >= 15
