@@ -64,6 +64,10 @@ def test_diagnostic_regimes_change_one_held_back_setting_each_on_the_held_back_s
     assert (shapes.cameras, shapes.sensors, shapes.shape_styles) == (training.cameras, training.sensors,
                                                                      held.shape_styles)
     assert SEED_BASE["held_back_camera"] == SEED_BASE["held_back_shapes"] == SEED_BASE["held_back"]
+    low = regime_domain("low_resolution")  # the training look's own scenes, through a camera it never used
+    assert (low.sensors, low.shape_styles) == (training.sensors, training.shape_styles)
+    assert not set(low.cameras) & set(training.cameras)
+    assert SEED_BASE["low_resolution"] == SEED_BASE["in_distribution"]
     with pytest.raises(ValueError, match="held_back_camera"):
         regime_domain("held_back_sensor")
 

@@ -15,7 +15,8 @@ Regimes, reported side by side:
 Two diagnostic regimes take the held-back scenes (same seeds) with one change at a
 time, to say which change costs what: ``held_back_camera`` (the held-back camera and
 depth sensor, training shapes) and ``held_back_shapes`` (the held-back shape style,
-training cameras and sensors). They run only when asked for.
+training cameras and sensors). ``low_resolution`` takes the in-distribution scenes (same seeds)
+through a RealSense D435 at 424x240, a mode training never samples. They run only when asked for.
 
 Within each regime, wording families are split into those the knowledge
 base's rules were written with and held-back families.
@@ -45,9 +46,9 @@ if TYPE_CHECKING:
 
 BASIC_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "grey")
 REGIMES = ("in_distribution", "held_back", "held_back_kinds")
-DIAGNOSTIC_REGIMES = ("held_back_camera", "held_back_shapes")
+DIAGNOSTIC_REGIMES = ("held_back_camera", "held_back_shapes", "low_resolution")
 SEED_BASE = {"in_distribution": 30_000_000, "held_back": 40_000_000, "held_back_kinds": 50_000_000,
-             "held_back_camera": 40_000_000, "held_back_shapes": 40_000_000}
+             "held_back_camera": 40_000_000, "held_back_shapes": 40_000_000, "low_resolution": 30_000_000}
 
 
 @dataclass
@@ -131,7 +132,7 @@ def regime_domain(regime: str) -> "DomainSettings":
 
     domains = {"in_distribution": DomainSettings.training, "held_back_kinds": DomainSettings.training,
                "held_back": DomainSettings.held_back, "held_back_camera": DomainSettings.held_back_camera,
-               "held_back_shapes": DomainSettings.held_back_shapes}
+               "held_back_shapes": DomainSettings.held_back_shapes, "low_resolution": DomainSettings.low_resolution}
     if regime not in domains:
         raise ValueError(f"unknown regime {regime!r}; use one of {', '.join(REGIMES + DIAGNOSTIC_REGIMES)}")
     return domains[regime]()

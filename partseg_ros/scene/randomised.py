@@ -53,6 +53,8 @@ CAMERA_PRESETS: dict[str, CameraIntrinsics] = {
     "orbbec_astra_640x480": CameraIntrinsics(570.0, 570.0, 319.5, 239.5, 640, 480),
     "orbbec_femto_1280x720": CameraIntrinsics(745.0, 745.0, 639.5, 359.5, 1280, 720),
     "azure_kinect_1280x720": CameraIntrinsics(607.0, 607.0, 639.5, 359.5, 1280, 720),
+    # Never trained on: the D435's low-resolution mode (Jetson users take it for speed), diagnostics only.
+    "realsense_d435_424x240": CameraIntrinsics(307.0, 307.0, 211.5, 119.5, 424, 240),
 }
 
 MATERIALS = ("matte", "plastic", "metal", "glass")
@@ -212,6 +214,11 @@ class DomainSettings:
         """The training look with only the held-back camera and depth sensor: one half of the held-back gap."""
         held = cls.held_back()
         return replace(cls.training(), name="held_back_camera", cameras=held.cameras, sensors=held.sensors)
+
+    @classmethod
+    def low_resolution(cls) -> "DomainSettings":
+        """The training look through a 424x240 camera: what a third of the pixels per object costs."""
+        return replace(cls.training(), name="low_resolution", cameras=("realsense_d435_424x240",))
 
     @classmethod
     def held_back_shapes(cls) -> "DomainSettings":

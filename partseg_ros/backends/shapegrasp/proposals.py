@@ -220,4 +220,4 @@ def object_clusters(request: GroundingRequest, plane: TablePlane, points: np.nda
             if cluster is not None:
                 clusters.append(cluster)
         return clusters
-    return segment_objects(points, rgb, plane, config)
+    return segment_objects(points, rgb, plane, config.for_image(*request.image_size))

@@ -17,7 +17,7 @@ change, along most of the border's length) stay apart. Everything is whole-image
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -44,7 +44,8 @@ class SegmentationConfig:
     brightness_window: int = 41  # pixels (of the processed grid) over which the table's brightness is averaged
     depth_jump_rel: float = 0.025  # neighbours further apart than this fraction of depth are not linked
     depth_jump_abs_m: float = 0.008
-    min_pixels: int = 60
+    min_pixels: int = 60  # cells of the processed grid a cluster needs (fewer is noise), for images this large:
+    min_pixels_image_px: int = 640 * 480  # a smaller image sees the same object in proportionally fewer pixels
     min_extent_m: float = 0.015
     touch_distance_m: float = 0.015  # pieces closer than this in 3D are one object
     stacked_share: float = 0.45  # a piece standing this much over/under another's top-view footprint is part of it
@@ -70,6 +71,13 @@ class SegmentationConfig:
     hole_ring_valid_share: float = 0.5  # the ring must be mostly measured...
     hole_ring_table_share: float = 0.6  # ...mostly table or objects on it (not the floor past the table edge)...
     hole_colour_step: float = 0.12  # ...and the hole's median colour this far (RGB, 0-1) from the ring's table
+
+    def for_image(self, height: int, width: int) -> "SegmentationConfig":
+        """The settings for an image of that size: below ``min_pixels_image_px`` the cluster-size floor shrinks with
+        the image's area (a 424x240 camera sees a 4 cm box in a third of the pixels), above it stays as it was set,
+        since the learned backend was trained on proposals cut with it at 640x480 and up."""
+        share = min(1.0, height * width / max(self.min_pixels_image_px, 1))
+        return replace(self, min_pixels=max(1, round(self.min_pixels * share)))
 
 
 @dataclass
