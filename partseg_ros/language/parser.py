@@ -47,6 +47,11 @@ class ObjectDescription:
     modifiers: list[str] = field(default_factory=list)  # other words before the noun ("meyers", "cleaning")
 
     @property
+    def start(self) -> int:
+        """Index of the noun phrase's first word (its colours, size and other modifiers come before the noun)."""
+        return self.mention.start - len(self.colours) - len(self.modifiers) - (1 if self.size else 0)
+
+    @property
     def phrase(self) -> str:
         words = self.colours + ([self.size] if self.size else []) + self.modifiers + [self.mention.surface]
         return " ".join(words)
@@ -66,9 +71,7 @@ class ParsedInstruction:
 
     def is_instrument(self, description: ObjectDescription) -> bool:
         """True when the object's noun phrase follows "with", "using" or "from" ("cut it with the knife")."""
-        first = (description.mention.start - len(description.colours) - len(description.modifiers)
-                 - (1 if description.size else 0))
-        i = first - 1
+        i = description.start - 1
         while i >= 0 and self.words[i] in DETERMINERS:
             i -= 1
         return i >= 0 and self.words[i] in INSTRUMENT_MARKERS
@@ -92,6 +95,14 @@ def _is_nominal(words: list[str], start: int, modifier_ok: set[int]) -> bool:
             continue
         return False
     return False
+
+
+def follows_determiner(words: list[str], index: int, determiners: frozenset[str] = DETERMINERS) -> bool:
+    """True when the word at ``index`` follows a determiner, over colour and size words ("the red stapler")."""
+    i = index - 1
+    while i >= 0 and (colour_word(words[i]) or words[i] in SIZE_WORDS):
+        i -= 1
+    return i >= 0 and words[i] in determiners
 
 
 def _is_polite_request(words: list[str]) -> bool:
@@ -196,16 +207,14 @@ def parse_instruction(text: str, kb: KnowledgeBase) -> ParsedInstruction:
         normalised.append(m)
     # A verb with no noun reading after a determiner is a thing the knowledge base does not list ("pick up the
     # whisk", "the mop"): an unknown noun, not a second action.
-    adjectives = {i for i, w in enumerate(words) if colour_word(w) or w in SIZE_WORDS}
-    mentions = [m for m in normalised if not (m.kind == "action" and _is_nominal(words, m.start, adjectives))]
+    mentions = [m for m in normalised if not (m.kind == "action" and follows_determiner(words, m.start))]
 
     used = {i for m in mentions for i in range(m.start, m.end)}
     actions = [m for m in mentions if m.kind == "action"]
     objects = [_describe_object(words, m, used) for m in mentions if m.kind == "object"]
     parts = [m for m in mentions if m.kind == "part"]
     for obj in objects:
-        first = obj.mention.start - len(obj.colours) - len(obj.modifiers) - (1 if obj.size else 0)
-        used.update(range(first, obj.mention.start))
+        used.update(range(obj.start, obj.mention.start))
 
     is_question = text.strip().endswith("?") or (bool(raw_words) and raw_words[0] in QUESTION_STARTS)
     if is_question and _is_polite_request(raw_words):

@@ -38,9 +38,10 @@ from partseg_ros.language.parser import (
     NOUN_DETERMINERS,
     ObjectDescription,
     ParsedInstruction,
+    follows_determiner,
     parse_instruction,
 )
-from partseg_ros.language.text import SIZE_WORDS, Mention, colour_word, normalise
+from partseg_ros.language.text import Mention, normalise
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,6 @@ class InstructionResolution:
     @property
     def explanation(self) -> str:
         return "; ".join(self.reasons)
-
-
-def _after_determiner(words: list[str], index: int) -> bool:
-    """True when the word at ``index`` follows a determiner, over colour and size words ("the red stapler")."""
-    i = index - 1
-    while i >= 0 and (colour_word(words[i]) or words[i] in SIZE_WORDS):
-        i -= 1
-    return i >= 0 and words[i] in NOUN_DETERMINERS
 
 
 class PartReasoner:
@@ -206,7 +199,7 @@ class PartReasoner:
         if needs_tool:  # "cut the bread": an unknown noun is what the tool acts on
             return None, ""
         for index, word in parsed.unknown:
-            if _after_determiner(parsed.words, index):
+            if follows_determiner(parsed.words, index, NOUN_DETERMINERS):
                 phrase = self._noun_phrase(parsed, index)
                 name, sim = self._nearest(phrase, self._object_phrases)
                 if sim >= self.object_alias_threshold:
@@ -257,7 +250,7 @@ class PartReasoner:
     def _ranking_query(self, parsed: ParsedInstruction, action: Optional[Mention], patient: str) -> str:
         """What to compare candidate objects with: an unknown noun phrase after a determiner, else the action."""
         for index, _ in parsed.unknown:
-            if _after_determiner(parsed.words, index) and not patient:
+            if follows_determiner(parsed.words, index, NOUN_DETERMINERS) and not patient:
                 return self._noun_phrase(parsed, index)
         verb = action.surface if action else ""
         return f"{verb} {patient}".strip() or normalise(parsed.text)
