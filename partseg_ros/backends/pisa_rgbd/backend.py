@@ -236,7 +236,7 @@ class PisaRgbdBackend(PartGroundingBackend):
                 and cfg.unlearned_object != "network":
             return self._unlearned(request, resolution, candidates, timings)
         oracle = request.object_mask_hints is not None
-        found = self._proposals(request, lap)
+        found = self.object_proposals(request, lap)
         if isinstance(found, str):
             return self._empty(resolution, found, timings)
         masks, height = found
@@ -303,9 +303,10 @@ class PisaRgbdBackend(PartGroundingBackend):
                                object_label=candidate.object_name, part_label=candidate.part_name,
                                explanation=explanation, timings_ms=timings)
 
-    def _proposals(self, request: GroundingRequest,
-                   lap: Callable[[str], object]) -> tuple[list[np.ndarray], np.ndarray] | str:
-        """(object masks, height above the table) of the frame, or why there are none.
+    def object_proposals(self, request: GroundingRequest, lap: Callable[[str], object] = lambda stage: None
+                         ) -> tuple[list[np.ndarray], np.ndarray] | str:
+        """(object masks, height above the table) of the frame, or why there are none: the objects the network is
+        shown, public for diagnostics (`benchmarks/bench_proposal_recall.py`).
 
         Under the oracle-object protocol the acceptable objects are the proposals.
         """
@@ -388,7 +389,7 @@ class PisaRgbdBackend(PartGroundingBackend):
         It is that object when the network would have answered a request for it
         there: presence at or above ``presence_threshold`` for its default grasp part.
         """
-        found = self._proposals(request, lambda stage: None)
+        found = self.object_proposals(request)
         if isinstance(found, str) or not objects:
             return None
         masks, height = found
