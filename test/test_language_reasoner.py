@@ -126,6 +126,8 @@ def test_an_object_named_as_instrument_or_source_is_the_one_to_grasp(reasoner, i
     ("can you give me the can?", "can"),
     ("pick up the soda can", "can"),
     ("pick up can", "can"),
+    ("pick up the can you see", "can"),  # after a determiner it is the noun, whatever follows
+    ("hand me the red can I left there", "can"),
 ])
 def test_the_modal_can_is_not_the_object_can(reasoner, instruction, obj):
     assert reasoner.resolve(instruction).kb_object == obj

@@ -115,9 +115,11 @@ def _is_polite_request(words: list[str]) -> bool:
 def _is_auxiliary(words: list[str], mention: Mention) -> bool:
     """True for an object name that is a function word used as one here: "can you ...", "so I can type".
 
-    "the can", "a soda can" and a terse "pick up can" keep the object.
+    "the can", "a soda can", "the can you see" and a terse "pick up can" keep the object.
     """
     if mention.end - mention.start != 1 or words[mention.start] not in STOPWORDS:
+        return False
+    if follows_determiner(words, mention.start):
         return False
     before = words[mention.start - 1] if mention.start > 0 else ""
     after = words[mention.end] if mention.end < len(words) else ""
