@@ -11,7 +11,7 @@ respectively.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from partseg_ros.language.knowledge_base import KnowledgeBase
 from partseg_ros.language.text import (
@@ -83,24 +83,15 @@ class ParsedInstruction:
         return self.actions[0] if self.actions else None
 
 
-def _is_nominal(words: list[str], start: int, modifier_ok: set[int]) -> bool:
-    """True when the phrase at start sits after a determiner (possibly with adjectives between)."""
-    i = start - 1
-    while i >= 0:
-        word = words[i]
-        if word in DETERMINERS:
-            return True
-        if i in modifier_ok:
-            i -= 1
-            continue
-        return False
-    return False
-
-
-def follows_determiner(words: list[str], index: int, determiners: frozenset[str] = DETERMINERS) -> bool:
-    """True when the word at ``index`` follows a determiner, over colour and size words ("the red stapler")."""
+def follows_determiner(words: list[str], index: int, determiners: frozenset[str] = DETERMINERS,
+                       skippable: Optional[Callable[[int], bool]] = None) -> bool:
+    """True when the word at ``index`` follows a determiner, over the words between that ``skippable`` accepts
+    (by position; colour and size words by default: "the red stapler")."""
+    if skippable is None:
+        def skippable(i: int) -> bool:
+            return bool(colour_word(words[i])) or words[i] in SIZE_WORDS
     i = index - 1
-    while i >= 0 and (colour_word(words[i]) or words[i] in SIZE_WORDS):
+    while i >= 0 and words[i] not in determiners and skippable(i):
         i -= 1
     return i >= 0 and words[i] in determiners
 
@@ -143,7 +134,7 @@ def _resolve_overlaps(words: list[str], candidates: list[Mention]) -> list[Menti
         if len(same) == 1:
             pick = same[0]
         else:
-            nominal = _is_nominal(words, same[0].start, adjective_like)
+            nominal = follows_determiner(words, same[0].start, skippable=adjective_like.__contains__)
             prefer = ("object", "part") if nominal else ("action", "affordance")
             ranked = sorted(same, key=lambda m: (m.kind not in prefer,
                                                  ("action", "object", "part", "affordance").index(m.kind)))

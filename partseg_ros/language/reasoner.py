@@ -215,8 +215,14 @@ class PartReasoner:
         return None, ""
 
     @staticmethod
-    def _has_named_part(entry: ObjectEntry, parts: list[Mention]) -> bool:
-        return any(entry.part_by_phrase(m.surface) or entry.part(m.canonical) for m in parts)
+    def _named_part(entry: ObjectEntry, parts: list[Mention]) -> Optional[PartEntry]:
+        """The first of the instruction's part mentions that ``entry`` has, by the words used or their canonical
+        name."""
+        for mention in parts:
+            part = entry.part_by_phrase(mention.surface) or entry.part(mention.canonical)
+            if part is not None:
+                return part
+        return None
 
     def _kind_with_part(self, entry: ObjectEntry, named: ObjectDescription, parts: list[Mention],
                         reasons: list[str]) -> ObjectEntry:
@@ -227,7 +233,7 @@ class PartReasoner:
         """
         noun = named.mention.surface
         for other in self.kb.objects.values():
-            if other is entry or not self._has_named_part(other, parts):
+            if other is entry or self._named_part(other, parts) is None:
                 continue
             if any(phrase == noun or phrase.endswith(" " + noun) for phrase in other.phrases):
                 reasons.append(f"a {entry.name} has no {parts[0].surface}; a {other.name} is also a '{noun}' "
@@ -270,11 +276,10 @@ class PartReasoner:
             if reasons is not None:
                 reasons.append(text)
 
-        for mention in explicit:
-            part = entry.part_by_phrase(mention.surface) or entry.part(mention.canonical)
-            if part is not None:
-                say(f"the instruction names the {part.name}")
-                return part
+        named_part = self._named_part(entry, explicit)
+        if named_part is not None:
+            say(f"the instruction names the {named_part.name}")
+            return named_part
         action_entry = self.kb.actions.get(action or "")
         if action_entry is not None:
             for hint in action_entry.part_hints:
@@ -362,7 +367,7 @@ class PartReasoner:
                            f"held as for '{DEFAULT_ACTION}'")
             action_entry, action_mention = self.kb.actions[DEFAULT_ACTION], None
             part_affordance = action_entry.affordance
-        if entry is not None and parsed.parts and not self._has_named_part(entry, parsed.parts):
+        if entry is not None and parsed.parts and self._named_part(entry, parsed.parts) is None:
             entry = self._kind_with_part(entry, named, parsed.parts, reasons)
         if (entry is not None and action_entry.needs_tool and not entry.parts_affording(action_entry.affordance)
                 and not parsed.is_instrument(named)):  # "clean it with the spray": the spray is the tool
