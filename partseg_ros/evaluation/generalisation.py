@@ -38,7 +38,13 @@ import numpy as np
 from partseg_ros.backends.base import parse_options
 from partseg_ros.backends.registry import available_backends, create_backend
 from partseg_ros.language.knowledge_base import load_knowledge_base
-from partseg_ros.language.paraphrase import FAMILIES, HELD_BACK_FAMILIES, instruction_for
+from partseg_ros.language.paraphrase import (
+    FAMILIES,
+    HELD_BACK_FAMILIES,
+    instruction_for,
+    task_actions,
+    task_instruction,
+)
 from partseg_ros.types import GroundingRequest
 
 if TYPE_CHECKING:
@@ -68,6 +74,17 @@ def _target_mask(view, instance: str, generator_parts: Sequence[str]) -> np.ndar
     ids = [i for i, name in enumerate(view.part_names) if name.split("/")[0] == instance
            and name.split("/", 1)[1] in generator_parts]
     return np.isin(view.part_ids, ids)
+
+
+def _generate(entry, name: str, family: str, rng: np.random.Generator, kb, colour: Optional[str] = None,
+              named_part: Optional[str] = None):
+    """The family's instruction for the object, or None for a task family when the object has no use to name."""
+    if family != "task":
+        return instruction_for(entry, name, family, rng, colour, named_part)
+    uses = task_actions(entry, kb.actions)
+    if not uses:
+        return None
+    return task_instruction(entry, name, uses[int(rng.integers(len(uses)))], rng, colour)
 
 
 def tasks_for_scene(randomised, view, rng: np.random.Generator, kb, per_scene: int = 4,
@@ -105,8 +122,8 @@ def tasks_for_scene(randomised, view, rng: np.random.Generator, kb, per_scene: i
             if not graspable:
                 continue
             named = str(rng.choice(graspable))
-        generated = instruction_for(entry, spoken(kind), family, rng, colour, named)
-        if generated.part not in groups:
+        generated = _generate(entry, spoken(kind), family, rng, kb, colour, named)
+        if generated is None or generated.part not in groups:
             continue
         mask = np.zeros(view.part_ids.shape, bool)
         for obj in targets:
@@ -121,7 +138,10 @@ def tasks_for_scene(randomised, view, rng: np.random.Generator, kb, per_scene: i
     if absent:
         kind = str(rng.choice(absent))
         family = str(rng.choice([f for f in FAMILIES if f != "named_part"]))
-        generated = instruction_for(kb.object_for_phrase(spoken(kind)), spoken(kind), family, rng)
+        entry = kb.object_for_phrase(spoken(kind))
+        generated = _generate(entry, spoken(kind), family, rng, kb) or instruction_for(entry, spoken(kind),
+                                                                                       "imperative", rng)
+        family = generated.family
         tasks.append({"instruction": generated.text, "family": family, "kind": "", "mask": None})
     return tasks
 

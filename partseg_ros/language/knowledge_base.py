@@ -160,6 +160,36 @@ class ActionEntry:
         return (self.name,) + self.synonyms
 
 
+def part_for_task(entry: ObjectEntry, action: Optional[ActionEntry], affordance: str, mode: str
+                  ) -> tuple[PartEntry, str]:
+    """The part of ``entry`` a task needs, with the reason: the knowledge base's policy, kept beside its data so
+    the reasoner (which reads the task from wording) and the generated validation (which writes the wording from
+    the task) share one answer.
+
+    The action's hinted part first ("uncork" acts on the cork); else the part that affords the task; when the
+    robot has to *grasp* to do it (``mode`` "grasp") and that part is not for grasping (a blade, a spout), the
+    object's grasp part. ``mode`` "function" asks for the part that does the task, graspable or not.
+    """
+    for hint in action.part_hints if action is not None else ():
+        part = entry.part(hint)
+        if part is not None and (mode == "function" or part.graspable):
+            return part, f"'{action.name}' acts on the {part.name} of a {entry.name}"
+    affording = entry.parts_affording(affordance)
+    if mode == "function" and affording:
+        return affording[0], f"the {affording[0].name} of a {entry.name} affords '{affordance}'"
+    graspable = sturdy_first([p for p in affording if p.graspable])
+    if graspable:
+        fragile = [p.name for p in affording if p.graspable and p.fragile and p is not graspable[0]]
+        spared = f" (the {', '.join(fragile)} is fragile)" if fragile and not graspable[0].fragile else ""
+        chosen = graspable[0]
+        return chosen, f"the {chosen.name} of a {entry.name} affords '{affordance}' and can be grasped{spared}"
+    grasp = entry.grasp_part
+    if affording:
+        return grasp, (f"the {affording[0].name} of a {entry.name} does '{affordance}' but is not for grasping, "
+                       f"so hold the {grasp.name}")
+    return grasp, f"no part of a {entry.name} is listed for '{affordance}': take the grasp part, the {grasp.name}"
+
+
 @dataclass
 class KnowledgeBase:
     objects: dict[str, ObjectEntry]

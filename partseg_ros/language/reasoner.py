@@ -30,7 +30,7 @@ from partseg_ros.language.knowledge_base import (
     ObjectEntry,
     PartEntry,
     load_knowledge_base,
-    sturdy_first,
+    part_for_task,
 )
 from partseg_ros.language.llm_hook import LanguageModelHook, build_prompt, parse_answer
 from partseg_ros.language.parser import (
@@ -280,32 +280,9 @@ class PartReasoner:
         if named_part is not None:
             say(f"the instruction names the {named_part.name}")
             return named_part
-        action_entry = self.kb.actions.get(action or "")
-        if action_entry is not None:
-            for hint in action_entry.part_hints:
-                part = entry.part(hint)
-                if part is not None and (mode == "function" or part.graspable):
-                    say(f"'{action_entry.name}' acts on the {part.name} of a {entry.name}")
-                    return part
-        affording = entry.parts_affording(affordance)
-        if mode == "function" and affording:
-            say(f"the {affording[0].name} of a {entry.name} affords '{affordance}'")
-            return affording[0]
-        graspable = sturdy_first([p for p in affording if p.graspable])
-        if graspable:
-            fragile = [p.name for p in affording if p.graspable and p.fragile and p is not graspable[0]]
-            spared = f" (the {', '.join(fragile)} is fragile)" if fragile and not graspable[0].fragile else ""
-            say(f"the {graspable[0].name} of a {entry.name} affords '{affordance}' and can be grasped{spared}")
-            return graspable[0]
-        grasp = entry.grasp_part
-        if affording:
-            say(
-                f"the {affording[0].name} of a {entry.name} does '{affordance}' but is not for grasping, "
-                f"so hold the {grasp.name}"
-            )
-        else:
-            say(f"no part of a {entry.name} is listed for '{affordance}': take the grasp part, the {grasp.name}")
-        return grasp
+        part, why = part_for_task(entry, self.kb.actions.get(action or ""), affordance, mode)
+        say(why)
+        return part
 
     def part_for_object(self, resolution: InstructionResolution, object_name: str) -> str:
         """The part this resolution's task needs on another object (a backend may recognise a different one)."""
