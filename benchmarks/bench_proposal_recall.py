@@ -38,7 +38,7 @@ def best_proposal_ious(regime: str, scenes: int, backend) -> tuple[np.ndarray, n
         view, _ = render_randomised(random_scene(scene_seed, domain), domain, view_seed=0)
         found = backend.object_proposals(GroundingRequest(view.rgb, "", view.depth_m, view.intrinsics))
         masks = [] if isinstance(found, str) else found[0]
-        for instance in range(len(view.object_names)):
+        for instance in range(1, len(view.object_names)):  # id 0 is the background (table, floor, walls)
             truth = view.object_mask([instance])
             if not truth.any():
                 continue
