@@ -37,10 +37,11 @@ import numpy as np
 
 from partseg_ros.backends.base import parse_options
 from partseg_ros.backends.registry import available_backends, create_backend
-from partseg_ros.language.knowledge_base import load_knowledge_base
+from partseg_ros.language.knowledge_base import KnowledgeBase, ObjectEntry, load_knowledge_base
 from partseg_ros.language.paraphrase import (
     FAMILIES,
     HELD_BACK_FAMILIES,
+    GeneratedInstruction,
     instruction_for,
     task_actions,
     task_instruction,
@@ -76,8 +77,8 @@ def _target_mask(view, instance: str, generator_parts: Sequence[str]) -> np.ndar
     return np.isin(view.part_ids, ids)
 
 
-def _generate(entry, name: str, family: str, rng: np.random.Generator, kb, colour: Optional[str] = None,
-              named_part: Optional[str] = None):
+def _generate(entry: ObjectEntry, name: str, family: str, rng: np.random.Generator, kb: KnowledgeBase,
+              colour: Optional[str] = None, named_part: Optional[str] = None) -> Optional[GeneratedInstruction]:
     """The family's instruction for the object, or None for a task family when the object has no use to name."""
     if family != "task":
         return instruction_for(entry, name, family, rng, colour, named_part)

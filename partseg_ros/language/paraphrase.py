@@ -50,6 +50,7 @@ _TASK_PHRASES = {"drink": "drink from the {obj}", "pour": "pour from the {obj}",
                  "scroll": "scroll with the {obj}", "dispense": "pull a tissue out of the {obj}",
                  "sit": "sit on the {obj}", "hang": "hang up the {obj}", "wear": "put on the {obj}"}
 
+
 @dataclass(frozen=True)
 class GeneratedInstruction:
     text: str
