@@ -71,10 +71,8 @@ class ParsedInstruction:
 
     def is_instrument(self, description: ObjectDescription) -> bool:
         """True when the object's noun phrase follows "with", "using" or "from" ("cut it with the knife")."""
-        i = description.start - 1
-        while i >= 0 and self.words[i] in DETERMINERS:
-            i -= 1
-        return i >= 0 and self.words[i] in INSTRUMENT_MARKERS
+        return follows_determiner(self.words, description.start, INSTRUMENT_MARKERS,
+                                  skippable=lambda i: self.words[i] in DETERMINERS)
 
     @property
     def main_action(self) -> Optional[Mention]:
