@@ -135,3 +135,26 @@ def test_every_large_knowledge_base_part_of_a_generated_kind_is_trained():
         if len(large) == 1 and large[0] not in trained:
             missing.append(f"{kind}: {large[0]}")
     assert not missing, missing
+
+
+def test_the_crop_is_asked_about_the_name_training_used_not_a_brand_in_front_of_it():
+    """"the meyers cleaning spray" was asked as "the body of the meyers cleaning spray"; "meyers" was in no training
+    phrase and the decoder painted the sprayer head. The phrase keeps the longest trained name it ends with."""
+    from partseg_ros.backends.pisa_rgbd.backend import object_noun
+    from partseg_ros.backends.pisa_rgbd.vocabulary import learned_name
+    from partseg_ros.language.knowledge_base import load_knowledge_base
+    from partseg_ros.language.reasoner import PartReasoner
+
+    kb = load_knowledge_base()
+    reasoner = PartReasoner(kb)
+    expected = {"pick up the meyers cleaning spray": "cleaning spray",
+                "open the acme steak knife": "steak knife",  # a generator kind's own name is a trained name
+                "pick up the purple cleaning spray": "cleaning spray",  # colours were dropped before
+                "pick up the mug": "mug",
+                "pick up the clorox box": "clorox box"}
+    for instruction, noun in expected.items():
+        resolution = reasoner.resolve(instruction)
+        candidate = next(c for c in resolution.candidates if c.object_name == resolution.kb_object)
+        assert object_noun(resolution, candidate, kb) == noun, instruction
+    assert learned_name("shiny new spray bottle", kb.objects["spray bottle"], kb) == "spray bottle"
+    assert learned_name("flask", kb.objects["spray bottle"], kb) is None

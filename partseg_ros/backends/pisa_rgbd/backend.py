@@ -33,7 +33,7 @@ from partseg_ros.backends.pisa_rgbd.crops import (
     square_window,
     window_focal_px,
 )
-from partseg_ros.backends.pisa_rgbd.vocabulary import learned_kb_objects, query_text
+from partseg_ros.backends.pisa_rgbd.vocabulary import learned_kb_objects, learned_name, query_text
 from partseg_ros.backends.reasoning import begin_grounding, build_reasoner, empty_result, object_candidates
 from partseg_ros.backends.shapegrasp.colour import colour_histogram
 from partseg_ros.backends.shapegrasp.matching import colour_fit
@@ -136,7 +136,8 @@ class PisaRgbdConfig:
 
 
 def object_noun(resolution: InstructionResolution, candidate: Candidate, kb) -> str:
-    """The most specific name of the candidate the instruction gives: its variant or kind, else its own name."""
+    """The most specific name of the candidate the instruction gives that training used: its variant or kind, else
+    its own name (words training never saw, such as a brand, are left out: :func:`learned_name`)."""
     entry = kb.objects.get(candidate.object_name)
     if entry is None:
         return candidate.object_name
@@ -147,8 +148,11 @@ def object_noun(resolution: InstructionResolution, candidate: Candidate, kb) -> 
         colours = set(resolution.object_attributes.get("colours") or [])
         words = [w for w in resolution.object_phrase.lower().split() if w not in colours]
         phrase = " ".join(words)
-        if phrase and any(phrase.endswith(p) or p.endswith(phrase) for p in entry.phrases):
+        if phrase and any(p.endswith(phrase) for p in entry.phrases):
             return phrase
+        learned = learned_name(phrase, entry, kb)
+        if learned is not None:
+            return learned
     else:
         variant, _ = entry.variant_for("", resolution.patient)
         if variant is not None:

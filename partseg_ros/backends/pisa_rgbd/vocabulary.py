@@ -139,6 +139,28 @@ def kind_words(kind: str, parts: tuple[str, ...], kb: Optional[KnowledgeBase] = 
     return _kind_words_cached(kind, tuple(parts), id(kb))
 
 
+def learned_name(phrase: str, entry: ObjectEntry, kb: Optional[KnowledgeBase] = None) -> Optional[str]:
+    """The longest name training used for this object that ``phrase`` ends with, word for word; None if none.
+
+    The words in front of it ("meyers" in "the meyers cleaning spray", a brand) were in no training phrase, so
+    they shift the query's sentence embedding to where the decoder never learned a part: asked for "the body of
+    the meyers cleaning spray" it painted the sprayer head. Which object is meant the reasoner has settled.
+    """
+    kb = kb or load_knowledge_base()
+    _KB_BY_ID[id(kb)] = kb
+    names = _names_of_entry(entry.name, id(kb))
+    words = phrase.split()
+    return next((" ".join(words[i:]) for i in range(len(words)) if " ".join(words[i:]) in names), None)
+
+
+@lru_cache(maxsize=256)
+def _names_of_entry(entry_name: str, kb_id: int) -> frozenset[str]:
+    kb = _KB_BY_ID[kb_id]
+    own = (_entry_for_kind(k, kb) or _entry_sharing_words(k, kb) for k in _generator_kinds())
+    kinds = (spoken(k) for k, e in zip(_generator_kinds(), own) if e is not None and e.name == entry_name)
+    return frozenset(kb.objects[entry_name].phrases) | frozenset(kinds)
+
+
 def learned_kb_objects(kinds: Sequence[str], kb: Optional[KnowledgeBase] = None) -> frozenset[str]:
     """Knowledge-base objects a model trained on these generator kinds has seen.
 
