@@ -471,3 +471,34 @@ def test_object_depth_loss_blanks_depth_over_the_proposal_and_keeps_colour_and_o
         out, out_labels = _augment(channels, labels, np.random.default_rng(seed), object_depth_loss_share=0.0)
         kept += bool(out[CHANNELS.index("depth_valid")][out_labels > 0].any())
     assert kept >= 15
+
+
+def test_warp_moves_labels_with_the_proposal_and_leaves_the_shipped_recipes_random_stream_alone():
+    from partseg_ros.backends.pisa_rgbd.crops import CHANNELS
+    from partseg_ros.backends.pisa_rgbd.train import _augment
+
+    size = 48
+    channels = np.zeros((len(CHANNELS), size, size), np.float32)
+    proposal = np.zeros((size, size), bool)
+    proposal[12:36, 18:30] = True
+    channels[CHANNELS.index("proposal")] = proposal
+    channels[CHANNELS.index("height")] = np.where(proposal, 1.0, 0.0)
+    channels[CHANNELS.index("depth_valid")] = 1.0
+    labels = np.where(proposal, 2, 0).astype(np.uint8)
+    labels[12:18, 18:30] = 3  # a part at the top of the object
+    changed = 0
+    for seed in range(20):
+        out, out_labels = _augment(channels, labels, np.random.default_rng(seed), warp_share=1.0)
+        assert out_labels.dtype == labels.dtype and set(np.unique(out_labels)) <= {0, 2, 3}
+        inside = out[CHANNELS.index("proposal")] > 0.5
+        # nearest labels and linear proposal agree away from the resampled edge
+        assert (inside ^ (out_labels > 0)).sum() <= 0.15 * (out_labels > 0).sum()
+        seen = out[CHANNELS.index("depth_valid")] > 0.5  # less a random block of lost depth
+        assert np.array_equal((out[CHANNELS.index("height")] > 0.5)[seen], inside[seen])
+        moved = out_labels > 0
+        changed += not np.array_equal(moved, proposal) and not np.array_equal(moved, proposal[:, ::-1])
+    assert changed >= 18
+    # share 0 draws nothing extra: the same augmentation as before the option existed
+    plain, plain_labels = _augment(channels, labels, np.random.default_rng(3))
+    again, again_labels = _augment(channels, labels, np.random.default_rng(3), warp_share=0.0)
+    assert np.array_equal(plain, again) and np.array_equal(plain_labels, again_labels)

@@ -62,6 +62,14 @@ EMA_DECAY = 0.0
 OBJECT_DEPTH_LOSS_SHARE = 0.0
 OBJECT_DEPTH_LOSS_GROW_PX = (0, 4)  # the hole reaches this many crop pixels past the object (a dark rim, shadow)
 RANDOM_DEPTH_BLOCK_SHARE = 0.1  # share of crops losing depth over a random square block
+# Share of crops warped by a random affine map (--warp-share): each axis stretched on its own, turned and
+# shifted, labels with them. The generator's shape styles are few, and the held-back styles (other handle
+# loops, spout and blade proportions) are where the network lost most; a stretched mug handle is still a
+# handle. 0 is the recipe of the weights shipped before it.
+WARP_SHARE = 0.0
+WARP_STRETCH = 0.2  # each axis scaled by a factor in [1 / (1 + s), 1 + s]
+WARP_TURN_DEG = 15.0
+WARP_SHIFT = 0.08  # of the crop side
 
 
 class WeightAverage:
@@ -107,11 +115,15 @@ class PhraseEncoder:
 
 
 def _augment(channels: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
-             object_depth_loss_share: float = OBJECT_DEPTH_LOSS_SHARE) -> tuple[np.ndarray, np.ndarray]:
-    """Flips, colour and exposure changes, lost depth: what another camera does to the same crop."""
+             object_depth_loss_share: float = OBJECT_DEPTH_LOSS_SHARE,
+             warp_share: float = WARP_SHARE) -> tuple[np.ndarray, np.ndarray]:
+    """Flips, colour and exposure changes, lost depth: what another camera does to the same crop; warps: what
+    another shape style does to it."""
     x = channels.astype(np.float32)
     if object_depth_loss_share > 0 and rng.random() < object_depth_loss_share:
         _lose_object_depth(x, int(rng.integers(OBJECT_DEPTH_LOSS_GROW_PX[0], OBJECT_DEPTH_LOSS_GROW_PX[1] + 1)))
+    if warp_share > 0 and rng.random() < warp_share:  # no draw at 0: the earlier recipes' streams stay as they were
+        x, labels = _warped(x, labels, rng)
     if rng.random() < 0.5:
         x, labels = x[:, :, ::-1], labels[:, ::-1]
     gains = rng.uniform(0.75, 1.25, 3).astype(np.float32)
@@ -126,6 +138,27 @@ def _augment(channels: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
         size = int(rng.integers(h // 6, h // 2))
         x[3:6, r0:r0 + size, c0:c0 + size] = 0.0
     return np.ascontiguousarray(x), np.ascontiguousarray(labels)
+
+
+def _warped(channels: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The crop and its labels under one random affine map about the crop centre (see ``WARP_*``).
+
+    Image channels are resampled linearly and continued at the border (the object's surroundings go on past the
+    crop); the proposal and the labels are not continued, so nothing is labelled that was not in the crop.
+    """
+    side = channels.shape[1]
+    turn = np.deg2rad(rng.uniform(-WARP_TURN_DEG, WARP_TURN_DEG))
+    stretch = np.exp(rng.uniform(-np.log1p(WARP_STRETCH), np.log1p(WARP_STRETCH), 2))
+    shift = rng.uniform(-WARP_SHIFT, WARP_SHIFT, 2) * side
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    to_input = rotation @ np.diag(1.0 / stretch)  # output pixel -> input pixel, about the centre
+    centre = np.full(2, (side - 1) / 2.0)
+    offset = centre - to_input @ (centre + shift)
+    proposal = CHANNELS.index("proposal")
+    warped = np.stack([ndimage.affine_transform(channel, to_input, offset, order=1,
+                                                mode="constant" if index == proposal else "nearest")
+                       for index, channel in enumerate(channels)])
+    return warped, ndimage.affine_transform(labels, to_input, offset, order=0, mode="constant", cval=0)
 
 
 def _lose_object_depth(channels: np.ndarray, grow_px: int) -> None:
@@ -145,7 +178,8 @@ def make_batch(samples: list[CropSample], kinds: dict[str, tuple[str, ...]], rng
                phrases: PhraseEncoder, augment: bool,
                confusable: Optional[ConfusableKinds] = None,
                hard_share: float = 0.0,
-               object_depth_loss_share: float = OBJECT_DEPTH_LOSS_SHARE) -> dict[str, torch.Tensor]:
+               object_depth_loss_share: float = OBJECT_DEPTH_LOSS_SHARE,
+               warp_share: float = WARP_SHARE) -> dict[str, torch.Tensor]:
     """Crops, and every phrase of a frame asked of every crop of that frame.
 
     Each crop contributes phrases naming its own parts and some naming other
@@ -157,7 +191,8 @@ def make_batch(samples: list[CropSample], kinds: dict[str, tuple[str, ...]], rng
     """
     crops, scalars, labels_by_crop = [], [], []
     for sample in samples:
-        channels, labels = (_augment(sample.channels, sample.labels, rng, object_depth_loss_share) if augment
+        channels, labels = (_augment(sample.channels, sample.labels, rng, object_depth_loss_share, warp_share)
+                            if augment
                             else (sample.channels.astype(np.float32), sample.labels))
         crops.append(channels)
         scalars.append(sample.scalars)
@@ -347,7 +382,8 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
           lr: float = 2e-3, seed: int = 0, eval_every: int = 200, eval_samples: int = 400,
           config: GrounderConfig = GrounderConfig(), threads: Optional[int] = None, progress: bool = True,
           device: str = "cpu", hard_negative_share: float = HARD_NEGATIVE_SHARE, precision: str = "fp32",
-          ema_decay: float = EMA_DECAY, object_depth_loss_share: float = OBJECT_DEPTH_LOSS_SHARE) -> dict:
+          ema_decay: float = EMA_DECAY, object_depth_loss_share: float = OBJECT_DEPTH_LOSS_SHARE,
+          warp_share: float = WARP_SHARE) -> dict:
     """Train until ``minutes`` of wall time or ``max_steps``; resumes from ``out/last.pt`` when present.
 
     ``precision`` "bf16" runs the network under bf16 autocast (weights, optimiser and losses stay fp32): on a CPU
@@ -433,7 +469,7 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
         chosen = _sample_frames(by_frame, batch_size, rng)
         batch = make_batch([train_samples[i] for i in chosen], all_kinds, rng, phrases, augment=True,
                            confusable=confusable, hard_share=hard_negative_share,
-                           object_depth_loss_share=object_depth_loss_share)
+                           object_depth_loss_share=object_depth_loss_share, warp_share=warp_share)
         batch = {k: v.to(device) for k, v in batch.items()}
         loss, parts = losses(model, batch, precision)
         optimiser.zero_grad(set_to_none=True)
@@ -458,7 +494,8 @@ def train(data: Path, out: Path, minutes: float = 40.0, max_steps: int = 100000,
     training_record = {"steps": step, "minutes": history["seconds"] / 60.0, "batch_size": batch_size, "lr": lr,
                        "seed": seed, "crops": len(train_samples), "hard_negative_share": hard_negative_share,
                        "precision": precision, "ema_decay": ema_decay,
-                       "object_depth_loss_share": object_depth_loss_share, "kinds": sorted(kinds)}
+                       "object_depth_loss_share": object_depth_loss_share, "warp_share": warp_share,
+                       "kinds": sorted(kinds)}
     save_model(out / "model", kept, crop_settings, {
         "training": training_record,
         "validation": history["validation"][-1] if history["validation"] else {},
@@ -500,6 +537,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--object-depth-loss-share", type=float, default=OBJECT_DEPTH_LOSS_SHARE,
                         help="share of training crops whose object's depth is blanked, as over a black or glass "
                              "object that returns none (0: the recipe of the weights shipped before it)")
+    parser.add_argument("--warp-share", type=float, default=WARP_SHARE,
+                        help="share of training crops stretched, turned and shifted by a random affine map, as "
+                             "another shape style would (0: the recipe of the weights shipped before it)")
     parser.add_argument("--width", type=float, default=1.0, help="scale every layer width (larger runs on a GPU)")
     parser.add_argument("--fine-dim", type=int, default=0,
                         help="channels of a full-resolution mask level (0, the shipped model: masks at half the "
@@ -514,7 +554,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     train(args.data, args.out, args.minutes, args.max_steps, args.batch_size, args.lr, args.seed, args.eval_every,
           config=config, threads=args.threads, device=args.device, hard_negative_share=args.hard_negative_share,
           precision=args.precision, ema_decay=args.ema_decay,
-          object_depth_loss_share=args.object_depth_loss_share)
+          object_depth_loss_share=args.object_depth_loss_share, warp_share=args.warp_share)
     return 0
 
 
