@@ -125,6 +125,31 @@ def _floating_objects_base(heights: np.ndarray, min_rise_m: float, min_share: fl
     return base
 
 
+def _plane_under_objects(points: np.ndarray, toward_camera: np.ndarray, max_tilt_deg: float, band_m: float,
+                         clearance_m: float) -> Optional[tuple[np.ndarray, float]]:
+    """(normal, offset) of the plane the points stand on when no surface under them returned depth, or None.
+
+    Every facet of the points' convex hull whose outer side faces away from the camera is a plane with all the
+    points on the camera's side: the table is one of them. It is the one most points lie close to (the objects'
+    undersides, a lying tool's length, a cup's floor), within ``band_m``. It is lowered by ``clearance_m`` so
+    that every point on it counts as an object: with no table in the depth image, every return is one.
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    try:
+        hull = ConvexHull(points)
+    except (QhullError, ValueError):  # too few points, or all on one plane or line
+        return None
+    up, up_offset = -hull.equations[:, :3], -hull.equations[:, 3]  # points: up . p + up_offset >= 0
+    facing = up @ toward_camera > np.cos(np.deg2rad(max_tilt_deg))
+    if not facing.any():
+        return None
+    up, up_offset = up[facing], up_offset[facing]
+    support = ((points @ up.T + up_offset) < band_m).sum(axis=0)
+    best = int(np.argmax(support))
+    return up[best], float(up_offset[best]) + clearance_m
+
+
 def fit_table_plane(
     points: np.ndarray,
     valid: Optional[np.ndarray] = None,
@@ -143,6 +168,10 @@ def fit_table_plane(
     floating_min_relief_m: float = 0.02,
     floating_gap_from_m: float = 0.08,
     floating_min_base_m: float = 0.35,
+    bare_max_valid_share: float = 0.3,
+    bare_max_image_share: float = 0.15,
+    bare_band_m: float = 0.01,
+    bare_clearance_m: float = 0.012,
 ) -> Optional[TablePlane]:
     """The table: the dominant plane facing the camera, or a table-sized parallel surface above it; None if there
     are too few points.
@@ -157,7 +186,10 @@ def fit_table_plane(
     (bigger than a box top), is taken instead. When the table itself returned no
     depth, the objects on it float above the floor with an empty gap below them
     (``floating_*``, :func:`_floating_objects_base`): the table is then the plane
-    parallel to the floor through their undersides.
+    parallel to the floor through their undersides. When neither table nor floor returned depth (a black table
+    under time of flight, seen from above), under ``bare_max_valid_share`` of the image has depth and the
+    dominant plane, an object's face or a few lying tools' tops, holds under ``bare_max_image_share`` of it: the
+    table is then the plane under all the points (``bare_*``, :func:`_plane_under_objects`).
     """
     rng = rng or np.random.default_rng(0)
     flat = points.reshape(-1, 3)
@@ -199,6 +231,11 @@ def fit_table_plane(
                                       floating_gap_from_m, floating_min_base_m)
         if base is not None:  # no table points to refine on: parallel to the floor
             offset -= base
+        elif (len(candidates) < bare_max_valid_share * len(flat)
+              and (np.abs(heights) < inlier_threshold_m).sum() < bare_max_image_share * len(flat)):
+            under = _plane_under_objects(sample, centroid_dir, max_tilt_deg, bare_band_m, bare_clearance_m)
+            if under is not None:
+                normal, offset = under
     inlier_mask = np.abs(candidates @ normal + offset) < inlier_threshold_m
     origin = candidates[inlier_mask].mean(axis=0) if inlier_mask.any() else -normal * offset
     return TablePlane(
