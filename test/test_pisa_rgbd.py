@@ -502,3 +502,44 @@ def test_warp_moves_labels_with_the_proposal_and_leaves_the_shipped_recipes_rand
     plain, plain_labels = _augment(channels, labels, np.random.default_rng(3))
     again, again_labels = _augment(channels, labels, np.random.default_rng(3), warp_share=0.0)
     assert np.array_equal(plain, again) and np.array_equal(plain_labels, again_labels)
+
+
+
+def test_an_ensemble_loads_every_model_and_the_backend_averages_their_answers(tmp_path):
+    """``ensemble``: more model folders whose networks are put the same crop batch; presence and part probabilities
+    are their mean. A member cutting other crops is refused before it could be fed crops cut for another."""
+    from partseg_ros.backends.pisa_rgbd.backend import PisaRgbdBackend
+    from partseg_ros.backends.pisa_rgbd.checkpoint import load_ensemble, save_model
+
+    networks = []
+    for seed, folder in enumerate(("run", "second", "third")):
+        torch.manual_seed(seed)
+        networks.append(RgbdPartGrounder(TINY).eval())
+        save_model(tmp_path / folder, networks[-1], CropSettings(size=32))
+    models, crops, _ = load_ensemble(str(tmp_path / "run"), extra=[str(tmp_path / "second")])
+    assert len(models) == 2 and crops.size == 32
+
+    backend = PisaRgbdBackend(checkpoint=str(tmp_path / "run"), device="cpu", dtype="float32",
+                              ensemble=[str(tmp_path / "second"), str(tmp_path / "third")])
+    backend.load()
+    assert len(backend.models) == 3
+    rng = np.random.default_rng(0)
+    crop_batch = rng.normal(size=(2, TINY.in_channels, 32, 32)).astype(np.float32)
+    scalars = rng.normal(size=(2, 2)).astype(np.float32)
+    asks = [(0, "the handle of the mug"), (1, "the blade of the knife")]
+    masks, presence = backend._run(crop_batch, scalars, asks)
+    text = torch.from_numpy(backend.embedder.encode([t for _, t in asks]))
+    index = torch.tensor([0, 1])
+    with torch.inference_mode():
+        answers = [net.decode(net.encode(torch.from_numpy(crop_batch), torch.from_numpy(scalars)), index, text)
+                   for net in networks]
+    expected_masks = np.mean([torch.sigmoid(m).numpy() for m, _ in answers], axis=0)
+    expected_presence = np.mean([torch.sigmoid(p).numpy() for _, p in answers], axis=0)
+    assert np.allclose(masks, expected_masks, atol=1e-5) and np.allclose(presence, expected_presence, atol=1e-5)
+    assert not np.allclose(presence, torch.sigmoid(answers[0][1]).numpy(), atol=1e-3)  # the members count
+
+    save_model(tmp_path / "other", RgbdPartGrounder(replace(TINY, crop_size=48)), CropSettings(size=48))
+    with pytest.raises(ValueError, match="crop rules"):
+        load_ensemble(str(tmp_path / "run"), extra=[str(tmp_path / "other")])
+    with pytest.raises(ValueError, match="ensemble takes model folders"):
+        PisaRgbdBackend(ensemble=[3])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -38,6 +38,28 @@ def save_model(folder: Path, model: RgbdPartGrounder, crops: CropSettings, recor
 def load_model(source: Optional[str] = None, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32) -> tuple[RgbdPartGrounder, CropSettings, dict]:
     """(model in eval mode, crop settings, config dict) from a folder or hub id; the packaged model by default."""
+    model, crops, config, _ = _load(source, device, dtype)
+    return model, crops, config
+
+
+def load_ensemble(source: Optional[str] = None, device: str | torch.device = "cpu",
+                  dtype: torch.dtype = torch.float32, extra: Sequence[str] = ()
+                  ) -> tuple[list[RgbdPartGrounder], CropSettings, dict]:
+    """(models, crop settings, config dict of the first): the model of ``source``, then one per ``extra`` folder
+    or hub id. They must cut crops by the same rules, as one crop batch is put to all of them."""
+    model, crops, config, folder = _load(source, device, dtype)
+    models = [model]
+    for member_source in extra:
+        member, member_crops, _, _ = _load(member_source, device, dtype)
+        if member_crops != crops or member.config.in_channels != model.config.in_channels:
+            raise ValueError(f"pisa_rgbd ensemble member {member_source} cuts its crops otherwise than {folder} "
+                             f"({member_crops} vs {crops}); members must share the crop rules")
+        models.append(member)
+    return models, crops, config
+
+
+def _load(source: Optional[str], device: str | torch.device,
+          dtype: torch.dtype) -> tuple[RgbdPartGrounder, CropSettings, dict, Path]:
     from safetensors.torch import load_file
 
     folder = resolve_checkpoint(
@@ -58,4 +80,4 @@ def load_model(source: Optional[str] = None, device: str | torch.device = "cpu",
         raise ValueError(f"{folder / WEIGHTS} does not match its config: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
     model = model.to(device=device, dtype=dtype).eval()
-    return model, CropSettings(**config["crops"]), config
+    return model, CropSettings(**config["crops"]), config, folder
