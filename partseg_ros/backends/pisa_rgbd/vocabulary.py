@@ -132,11 +132,16 @@ def _generator_kinds() -> list[str]:
     return object_kinds()
 
 
-def kind_words(kind: str, parts: tuple[str, ...], kb: Optional[KnowledgeBase] = None) -> KindWords:
-    """Names and part groups of a generator kind with the given generator part names."""
+def _registered(kb: Optional[KnowledgeBase]) -> int:
+    """The key under which the cached lookups find ``kb`` (the packaged knowledge base when None)."""
     kb = kb or load_knowledge_base()
     _KB_BY_ID[id(kb)] = kb
-    return _kind_words_cached(kind, tuple(parts), id(kb))
+    return id(kb)
+
+
+def kind_words(kind: str, parts: tuple[str, ...], kb: Optional[KnowledgeBase] = None) -> KindWords:
+    """Names and part groups of a generator kind with the given generator part names."""
+    return _kind_words_cached(kind, tuple(parts), _registered(kb))
 
 
 def learned_name(phrase: str, entry: ObjectEntry, kb: Optional[KnowledgeBase] = None) -> Optional[str]:
@@ -146,18 +151,17 @@ def learned_name(phrase: str, entry: ObjectEntry, kb: Optional[KnowledgeBase] = 
     they shift the query's sentence embedding to where the decoder never learned a part: asked for "the body of
     the meyers cleaning spray" it painted the sprayer head. Which object is meant the reasoner has settled.
     """
-    kb = kb or load_knowledge_base()
-    _KB_BY_ID[id(kb)] = kb
-    names = _names_of_entry(entry.name, id(kb))
+    names = _names_of_entry(entry.name, _registered(kb))
     words = phrase.split()
-    return next((" ".join(words[i:]) for i in range(len(words)) if " ".join(words[i:]) in names), None)
+    tails = (" ".join(words[i:]) for i in range(len(words)))  # longest first
+    return next((tail for tail in tails if tail in names), None)
 
 
 @lru_cache(maxsize=256)
 def _names_of_entry(entry_name: str, kb_id: int) -> frozenset[str]:
     kb = _KB_BY_ID[kb_id]
-    own = (_entry_for_kind(k, kb) or _entry_sharing_words(k, kb) for k in _generator_kinds())
-    kinds = (spoken(k) for k, e in zip(_generator_kinds(), own) if e is not None and e.name == entry_name)
+    kinds = (spoken(kind) for kind in _generator_kinds()
+             if getattr(_learned_as(kind, kb), "name", None) == entry_name)
     return frozenset(kb.objects[entry_name].phrases) | frozenset(kinds)
 
 
@@ -168,8 +172,14 @@ def learned_kb_objects(kinds: Sequence[str], kb: Optional[KnowledgeBase] = None)
     a wrench it never saw, it answers for whatever tool looks closest.
     """
     kb = kb or load_knowledge_base()
-    entries = (_entry_for_kind(kind, kb) or _entry_sharing_words(kind, kb) for kind in kinds)
+    entries = (_learned_as(kind, kb) for kind in kinds)
     return frozenset(entry.name for entry in entries if entry is not None)
+
+
+def _learned_as(kind: str, kb: KnowledgeBase) -> Optional[ObjectEntry]:
+    """The knowledge-base object a generator kind's crops teach: the one that names it, else one that shares its
+    words (:func:`_entry_sharing_words`); None when none does."""
+    return _entry_for_kind(kind, kb) or _entry_sharing_words(kind, kb)
 
 
 def _entry_sharing_words(kind: str, kb: KnowledgeBase) -> Optional[ObjectEntry]:
